@@ -1,0 +1,281 @@
+//! Category blocklists: the list formats, name normalisation, and the compact store they compile
+//! into.
+//!
+//! - [`parse`]: one line → names (plain, hosts, adblock `||d^`, wildcard `*.d`; comments,
+//!   CRLF, IDN), with every skipped or bad line classified.
+//! - [`store`]: the immutable name → category-bitset automaton with suffix matching.
+//! - [`load_dirs`] (here): every `<category>.txt` in the configured directories → one [`Store`].
+//!
+//! A bad line is skipped and counted, never fatal; a file that cannot be read, or whose name is
+//! not a category, fails the whole load so the caller keeps the lists it already serves.
+
+pub mod parse;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+pub use parse::{BadReason, LineOutcome, Scanned, SkipReason, parse_line, scan_line};
+pub use store::{Store, StoreBuilder};
+
+use crate::category::{self, Categories, TooManyCategories};
+
+/// Why a set of list directories could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// A configured directory is missing or unreadable.
+    #[error("cannot read list directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A list file could not be read.
+    #[error("cannot read list file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A `.txt` file whose name cannot be a category.
+    #[error(
+        "list file {path}: {stem:?} is not a category name (use a-z, 0-9, '_' and '-', at most 40 characters)"
+    )]
+    BadFileName {
+        /// The file.
+        path: PathBuf,
+        /// Its stem.
+        stem: String,
+    },
+    /// More categories than one bitset holds.
+    #[error(transparent)]
+    TooManyCategories(#[from] TooManyCategories),
+}
+
+/// What loading one list file found.
+#[derive(Debug, Clone, Default)]
+pub struct FileReport {
+    /// The file read.
+    pub path: PathBuf,
+    /// The canonical category it feeds.
+    pub category: String,
+    /// Names listed from it (duplicates included).
+    pub names: usize,
+    /// Lines that list nothing on purpose (boilerplate, bare IPs, single labels).
+    pub skipped: usize,
+    /// Lines that could not be read.
+    pub bad: usize,
+    /// The first few bad lines: (line number, why).
+    pub first_bad: Vec<(usize, BadReason)>,
+}
+
+/// Everything a load produced.
+#[derive(Debug, Clone)]
+pub struct LoadedLists {
+    /// The compiled store.
+    pub store: Store,
+    /// The category table whose bits the store uses.
+    pub categories: Categories,
+    /// One report per file, in load order.
+    pub files: Vec<FileReport>,
+}
+
+impl LoadedLists {
+    /// Names listed per category (before duplicates and covered subdomains are folded).
+    pub fn names_per_category(&self) -> BTreeMap<&str, usize> {
+        let mut counts = BTreeMap::new();
+        for file in &self.files {
+            *counts.entry(file.category.as_str()).or_insert(0) += file.names;
+        }
+        counts
+    }
+
+    /// Whether any file feeds this category.
+    pub fn has_category(&self, name: &str) -> bool {
+        self.files.iter().any(|f| f.category == name)
+    }
+}
+
+/// How many bad lines a report keeps by number.
+const FIRST_BAD_KEPT: usize = 5;
+
+/// Loads every `<category>.txt` in `dirs` (sorted by file name, so loads are reproducible).
+pub fn load_dirs(dirs: &[PathBuf]) -> Result<LoadedLists, ListError> {
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).map_err(|source| ListError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| ListError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("txt") {
+                continue;
+            }
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let canonical = category::canonical_name(&stem);
+            if !category::is_valid_name(&canonical) {
+                return Err(ListError::BadFileName { path, stem });
+            }
+            found.push((path, canonical));
+        }
+        found.sort();
+        files.extend(found);
+    }
+
+    let categories = Categories::with_custom(files.iter().map(|(_, c)| c.as_str()))?;
+    // Names take fewer bytes than the files holding them: reserving that much up front means
+    // one large allocation each, which the allocator hands back to the OS after the build.
+    let file_bytes: usize = files
+        .iter()
+        .filter_map(|(path, _)| std::fs::metadata(path).ok())
+        .map(|m| usize::try_from(m.len()).unwrap_or(0))
+        .sum();
+    let mut builder = StoreBuilder::with_capacity(file_bytes, file_bytes / 12);
+    let mut reports = Vec::with_capacity(files.len());
+    for (path, category) in files {
+        let Some(bit) = categories.index(&category) else {
+            continue; // cannot happen: the table was built from these very names
+        };
+        let report = load_file(&path, &category, bit, &mut builder)?;
+        reports.push(report);
+    }
+    Ok(LoadedLists {
+        store: builder.build(),
+        categories,
+        files: reports,
+    })
+}
+
+/// Parses one list file into `builder`, tagging every name with category bit `bit`.
+pub fn load_file(
+    path: &Path,
+    category: &str,
+    bit: u8,
+    builder: &mut StoreBuilder,
+) -> Result<FileReport, ListError> {
+    let file = File::open(path).map_err(|source| ListError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut report = FileReport {
+        path: path.to_path_buf(),
+        category: category.to_string(),
+        ..FileReport::default()
+    };
+    let mut line = Vec::with_capacity(256);
+    let mut number = 0;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| ListError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let mut listed = 0;
+        let outcome = match std::str::from_utf8(&line) {
+            Ok(text) => scan_line(text, &mut |name| {
+                builder.insert(name, bit);
+                listed += 1;
+            }),
+            Err(_) => Scanned::Bad(BadReason::InvalidCharacter),
+        };
+        report.names += listed;
+        match outcome {
+            Scanned::Blank | Scanned::Listed => {}
+            Scanned::Skipped(_) => report.skipped += 1,
+            Scanned::Bad(reason) => {
+                report.bad += 1;
+                if report.first_bad.len() < FIRST_BAD_KEPT {
+                    report.first_bad.push((number, reason));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_a_directory_and_reports_per_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("gambling.txt"),
+            "# casino list\r\nCasino.example\r\n0.0.0.0 bet.example\r\nbad..line\r\n127.0.0.1 localhost\r\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("agressif.txt"),
+            "fight.example\n192.0.2.1\n",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("README.md"), "not a list").expect("write");
+        std::fs::write(
+            dir.path().join("latin1.txt"),
+            b"ok.example\n\xe9t\xe9.example\n",
+        )
+        .expect("write");
+
+        let loaded = load_dirs(&[dir.path().to_path_buf()]).expect("loads");
+        let gambling = loaded.categories.index("gambling").expect("gambling");
+        let violence = loaded
+            .categories
+            .index("violence")
+            .expect("agressif maps to violence");
+        assert_eq!(loaded.store.lookup_str("www.casino.example"), 1 << gambling);
+        assert_eq!(loaded.store.lookup_str("bet.example"), 1 << gambling);
+        assert_eq!(loaded.store.lookup_str("fight.example"), 1 << violence);
+        assert_eq!(loaded.store.lookup_str("localhost"), 0);
+
+        let report = loaded
+            .files
+            .iter()
+            .find(|f| f.category == "gambling")
+            .expect("report");
+        assert_eq!((report.names, report.skipped, report.bad), (2, 1, 1));
+        assert_eq!(report.first_bad, vec![(4, BadReason::BadLabel)]);
+        let latin1 = loaded
+            .files
+            .iter()
+            .find(|f| f.category == "latin1")
+            .expect("custom");
+        assert_eq!((latin1.names, latin1.bad), (1, 1));
+        assert_eq!(loaded.names_per_category().get("violence"), Some(&1));
+    }
+
+    #[test]
+    fn a_missing_directory_or_bad_file_name_fails_the_load() {
+        let err = load_dirs(&[PathBuf::from("/nonexistent/kidsafe-lists")]).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/kidsafe-lists"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("My List.txt"), "a.example\n").expect("write");
+        let err = load_dirs(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(err.to_string().contains("not a category name"), "{err}");
+    }
+}

@@ -1,0 +1,303 @@
+//! The compact name store: domain name → category bitset, matched by suffix.
+//!
+//! Keys are names with their labels reversed and joined by [`SEPARATOR`] (`www.example.com` →
+//! `com␁example␁www`), held in
+//! an [`fst::Map`] whose values are `u64` category bitsets. A lookup walks the automaton label by
+//! label from the TLD down and ORs the value of every listed ancestor it passes, so a listed
+//! name blocks its subdomains and a name in several lists carries all their categories.
+//!
+//! Invariants: the map is immutable once built; every key is a name that passed
+//! [`check_host_name`](super::parse::check_host_name), so no stored label contains the
+//! separator; a lookup allocates nothing and never fails.
+
+use fst::raw::{Node, Output};
+
+/// Joins reversed labels in a key. It sorts below every byte a label may hold (`-`, digits,
+/// `_`, letters), so all names under `example.com` sort right after it, before `example-x.com`:
+/// that lets the builder fold covered subdomains with a simple stack.
+const SEPARATOR: u8 = 0x01;
+
+/// A built, immutable store.
+#[derive(Clone)]
+pub struct Store {
+    map: fst::Map<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("keys", &self.map.len())
+            .field("bytes", &self.map.as_fst().size())
+            .finish()
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        StoreBuilder::default().build()
+    }
+}
+
+impl Store {
+    /// The union of the bitsets of every listed suffix of `labels`, which must iterate the
+    /// name's labels from the leftmost to the TLD (as `hickory_proto::rr::Name::iter` does).
+    /// Case is folded here, so callers can pass names exactly as they came off the wire.
+    pub fn lookup<'a, I>(&self, labels: I) -> u64
+    where
+        I: DoubleEndedIterator<Item = &'a [u8]>,
+    {
+        let fst = self.map.as_fst();
+        let mut node: Node<'_> = fst.root();
+        let mut out = Output::zero();
+        let mut bits = 0u64;
+        for (depth, label) in labels.rev().enumerate() {
+            if depth > 0 {
+                let Some(i) = node.find_input(SEPARATOR) else {
+                    return bits;
+                };
+                let t = node.transition(i);
+                out = out.cat(t.out);
+                node = fst.node(t.addr);
+            }
+            for &byte in label {
+                // A wire label may hold any byte; the separator must not splice two labels.
+                if byte == SEPARATOR {
+                    return bits;
+                }
+                let Some(i) = node.find_input(byte.to_ascii_lowercase()) else {
+                    return bits;
+                };
+                let t = node.transition(i);
+                out = out.cat(t.out);
+                node = fst.node(t.addr);
+            }
+            if node.is_final() {
+                bits |= out.cat(node.final_output()).value();
+            }
+        }
+        bits
+    }
+
+    /// Looks up a dotted name (tests, `explain`, tools); the hot path uses [`Store::lookup`].
+    pub fn lookup_str(&self, name: &str) -> u64 {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.is_empty() {
+            return 0;
+        }
+        self.lookup(name.split('.').map(str::as_bytes))
+    }
+
+    /// How many keys the store holds after redundant subdomains were folded away.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes of the automaton (what the store costs in RAM).
+    pub fn size_bytes(&self) -> usize {
+        self.map.as_fst().size()
+    }
+}
+
+/// A generous bound on automaton bytes per name (real lists need about 12, random names 17).
+/// Reserved, not touched, so the excess costs address space only.
+const AUTOMATON_BYTES_PER_NAME: usize = 32;
+
+/// One pending key: a slice of the builder's arena and its category bit (8 bytes, because a
+/// million of them are held during a build).
+#[derive(Clone, Copy)]
+struct Pending {
+    start: u32,
+    len: u8,
+    bit: u8,
+}
+
+/// Collects names, then sorts, merges and compiles them into a [`Store`] in one pass.
+///
+/// Names live in one arena, not in a `String` each: at a million names that halves the peak
+/// memory of a build.
+#[derive(Default)]
+pub struct StoreBuilder {
+    arena: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+impl StoreBuilder {
+    /// A builder with room for `arena_bytes` of names and `names` entries before it grows.
+    pub fn with_capacity(arena_bytes: usize, names: usize) -> Self {
+        Self {
+            arena: Vec::with_capacity(arena_bytes),
+            pending: Vec::with_capacity(names),
+        }
+    }
+
+    /// Adds a normalised name (see the module invariants) in category bit `bit` (0–63).
+    /// Names longer than 253 bytes and bits past 63 are ignored: callers never produce them.
+    pub fn insert(&mut self, name: &str, bit: u8) {
+        if usize::from(bit) >= crate::category::MAX_CATEGORIES {
+            return;
+        }
+        let Ok(len) = u8::try_from(name.len()) else {
+            return;
+        };
+        let Ok(start) = u32::try_from(self.arena.len()) else {
+            return;
+        };
+        for (i, label) in name.rsplit('.').enumerate() {
+            if i > 0 {
+                self.arena.push(SEPARATOR);
+            }
+            self.arena.extend_from_slice(label.as_bytes());
+        }
+        self.pending.push(Pending { start, len, bit });
+    }
+
+    /// How many names were inserted (duplicates included).
+    pub fn inserted(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Sorts, merges duplicates, drops subdomains already covered by a listed ancestor with the
+    /// same or more categories, and compiles the automaton.
+    pub fn build(self) -> Store {
+        let StoreBuilder { arena, mut pending } = self;
+        let key = |p: &Pending| &arena[p.start as usize..p.start as usize + usize::from(p.len)];
+        pending.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+
+        // Sized up front so the automaton is one allocation that is never moved: a growing
+        // Vec would leave its old copies in the allocator, which keeps them resident.
+        let estimate = pending
+            .len()
+            .saturating_mul(AUTOMATON_BYTES_PER_NAME)
+            .max(4096);
+        let mut builder = fst::MapBuilder::new(Vec::with_capacity(estimate))
+            .unwrap_or_else(|_| fst::MapBuilder::memory());
+        // Ancestors of the current key that are themselves stored: (key, accumulated bits).
+        let mut ancestors: Vec<(&[u8], u64)> = Vec::new();
+        let mut i = 0;
+        while i < pending.len() {
+            let current = key(&pending[i]);
+            let mut bits = 0;
+            while i < pending.len() && key(&pending[i]) == current {
+                bits |= 1u64 << u32::from(pending[i].bit);
+                i += 1;
+            }
+            while let Some((ancestor, _)) = ancestors.last() {
+                if is_label_prefix(ancestor, current) {
+                    break;
+                }
+                ancestors.pop();
+            }
+            let inherited = ancestors.last().map_or(0, |(_, b)| *b);
+            if bits & !inherited == 0 {
+                continue; // fully covered by an ancestor already
+            }
+            // Keys arrive sorted and unique, so insertion cannot fail.
+            if builder.insert(current, bits).is_err() {
+                continue;
+            }
+            ancestors.push((current, bits | inherited));
+        }
+        drop(pending);
+        drop(arena);
+        let mut bytes = builder.into_inner().unwrap_or_default();
+        bytes.shrink_to_fit();
+        let map = fst::Map::new(bytes).unwrap_or_else(|_| empty_map());
+        Store { map }
+    }
+}
+
+fn empty_map() -> fst::Map<Vec<u8>> {
+    fst::Map::default()
+}
+
+/// Whether `ancestor` is `key` or a whole-label suffix of it in reversed form
+/// (`com␁example` is one of `com␁example␁www`, not of `com␁examples`).
+fn is_label_prefix(ancestor: &[u8], key: &[u8]) -> bool {
+    key.starts_with(ancestor) && (key.len() == ancestor.len() || key[ancestor.len()] == SEPARATOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(entries: &[(&str, u8)]) -> Store {
+        let mut b = StoreBuilder::default();
+        for (name, bits) in entries {
+            b.insert(name, *bits);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn suffix_matching_is_label_wise() {
+        let s = store(&[("example.com", 0), ("ads.other.net", 1)]);
+        assert_eq!(s.lookup_str("example.com"), 1);
+        assert_eq!(s.lookup_str("www.example.com"), 1);
+        assert_eq!(s.lookup_str("a.b.c.example.com."), 1);
+        assert_eq!(s.lookup_str("notexample.com"), 0);
+        assert_eq!(s.lookup_str("example.com.evil"), 0);
+        assert_eq!(s.lookup_str("com"), 0);
+        assert_eq!(s.lookup_str("other.net"), 0);
+        assert_eq!(s.lookup_str("x.ads.other.net"), 2);
+        assert_eq!(s.lookup_str(""), 0);
+    }
+
+    #[test]
+    fn case_is_folded_and_dotted_labels_never_match() {
+        let s = store(&[("ads.example.com", 0)]);
+        assert_eq!(
+            s.lookup(["ADS", "Example", "COM"].into_iter().map(str::as_bytes)),
+            1
+        );
+        // One wire label `ads.example` under `com` is not the name ads.example.com,
+        // and a label holding the separator byte cannot splice two labels either.
+        assert_eq!(
+            s.lookup(["ads.example", "com"].into_iter().map(str::as_bytes)),
+            0
+        );
+        assert_eq!(
+            s.lookup(["ads\u{1}example", "com"].into_iter().map(str::as_bytes)),
+            0
+        );
+    }
+
+    #[test]
+    fn ancestors_union_their_categories() {
+        let s = store(&[
+            ("example.com", 0),
+            ("sub.example.com", 1),
+            ("example.com", 2),
+        ]);
+        assert_eq!(s.lookup_str("example.com"), 0b101);
+        assert_eq!(s.lookup_str("x.sub.example.com"), 0b111);
+    }
+
+    #[test]
+    fn covered_subdomains_are_folded_away() {
+        let s = store(&[
+            ("example.com", 0),
+            ("a.example.com", 0),
+            ("b.example.com", 1),
+            ("b.example.com", 0),
+            ("example-x.com", 0),
+            ("c.example.com", 0),
+        ]);
+        // a and c add nothing to example.com; b adds bit 2.
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.lookup_str("c.example.com"), 1);
+        assert_eq!(s.lookup_str("b.example.com"), 3);
+        assert_eq!(s.lookup_str("example-x.com"), 1);
+    }
+
+    #[test]
+    fn empty_store_matches_nothing() {
+        let s = Store::default();
+        assert!(s.is_empty());
+        assert_eq!(s.lookup_str("example.com"), 0);
+    }
+}

@@ -1,0 +1,808 @@
+//! The TOML configuration: its schema (the `*Config` serde structs, unknown keys rejected at
+//! every level), defaults, and the checks that need only the file itself.
+//!
+//! [`Config::load`] turns a file into a validated [`Config`] or a [`ConfigError`] that lists
+//! every problem with file, line, column and key path. Checks that need the lists too (does a
+//! category exist?) happen when the runtime is built, using the [`Located`] values kept here.
+//! Relative paths resolve against the directory of the config file, never the working directory.
+
+mod error;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use error::{ConfigError, Location, Problem, Problems, key_path_at};
+
+use crate::blocklist::parse::{Normalised, normalise};
+
+/// The whole file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`: sockets, who may ask, how blocks are answered.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[upstream]`: where allowed queries are forwarded.
+    pub upstream: UpstreamConfig,
+    /// `[cache]`: the answer cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// `[lists]`: where category lists come from.
+    #[serde(default)]
+    pub lists: ListsConfig,
+    /// `[log]`: what the daemon logs (never names or addresses).
+    #[serde(default)]
+    pub log: LogConfig,
+    /// `[defaults]`: the profile for clients no rule matches.
+    pub defaults: DefaultsConfig,
+    /// `[profiles.NAME]`: what each profile blocks.
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// `[[clients]]`: which addresses get which profile.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to answer on, UDP and TCP each. Default `["127.0.0.1:53", "[::1]:53"]`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Spanned<String>>,
+    /// Networks that may query; others get REFUSED. Default: loopback and private ranges.
+    #[serde(default = "default_allow_clients")]
+    pub allow_clients: Vec<Spanned<String>>,
+    /// `"nxdomain"` (default), `"null-ip"`, `"nodata"`, `"refused"`, or an IP address to answer.
+    #[serde(default = "default_block_response")]
+    pub block_response: Spanned<String>,
+    /// TTL of block answers, so clients re-ask soon after a rule changes. Default `"60s"`.
+    #[serde(default = "default_block_ttl")]
+    pub block_ttl: Spanned<String>,
+    /// Where the daemon keeps state (stats, feed snapshots). Default `/var/lib/kidsafe`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: String,
+    /// Worker threads; 0 (default) means one per available core.
+    #[serde(default)]
+    pub threads: usize,
+    /// Most requests handled at once; beyond it new ones are dropped. Default 4096.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: Spanned<usize>,
+    /// Idle TCP connections are closed after this. Default `"10s"`.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub tcp_idle_timeout: Spanned<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            allow_clients: default_allow_clients(),
+            block_response: default_block_response(),
+            block_ttl: default_block_ttl(),
+            state_dir: default_state_dir(),
+            threads: 0,
+            max_in_flight: default_max_in_flight(),
+            tcp_idle_timeout: default_tcp_idle_timeout(),
+        }
+    }
+}
+
+/// `[upstream]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Resolvers to forward to, tried in order: `"9.9.9.9:53"`, `"9.9.9.9"` (port 53) or
+    /// `"udp://9.9.9.9:53"`. UDP with a TCP retry when an answer is truncated.
+    pub servers: Vec<Spanned<String>>,
+    /// How long one query may wait for all upstreams together. Default `"2s"`.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: Spanned<String>,
+    /// Most upstream queries in flight at once; beyond it clients get SERVFAIL. Default 1024.
+    #[serde(default = "default_upstream_in_flight")]
+    pub max_in_flight: Spanned<usize>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most answers kept; 0 turns the cache off. Default 10000.
+    #[serde(default = "default_cache_entries")]
+    pub entries: Spanned<usize>,
+    /// Longest time an answer is kept, whatever its TTL. Default `"1d"`.
+    #[serde(default = "default_cache_max_ttl")]
+    pub max_ttl: Spanned<String>,
+    /// Longest time a negative answer (NXDOMAIN, NODATA) is kept. Default `"1h"`.
+    #[serde(default = "default_cache_negative_ttl")]
+    pub max_negative_ttl: Spanned<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            entries: default_cache_entries(),
+            max_ttl: default_cache_max_ttl(),
+            max_negative_ttl: default_cache_negative_ttl(),
+        }
+    }
+}
+
+/// `[lists]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListsConfig {
+    /// Directories whose `<category>.txt` files are the category lists.
+    #[serde(default)]
+    pub dirs: Vec<Spanned<String>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"error"`, `"warn"`, `"info"` (default), `"debug"` or `"trace"`. `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: Spanned<String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+        }
+    }
+}
+
+/// `[defaults]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsConfig {
+    /// The profile of clients that no `[[clients]]` rule matches.
+    pub profile: Spanned<String>,
+}
+
+/// `[profiles.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Categories to block.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
+    /// Names that always resolve (with their subdomains); allow beats everything.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Names always blocked (with their subdomains); deny beats categories.
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+/// `[[clients]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// A label for people (never logged with an address).
+    pub name: String,
+    /// Addresses or networks: `"192.168.1.7"`, `"192.168.1.32/27"`, `"fd00::/64"`.
+    #[serde(rename = "match")]
+    pub matches: Vec<Spanned<String>>,
+    /// The profile these clients get.
+    pub profile: Spanned<String>,
+}
+
+fn spanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+fn default_listen() -> Vec<Spanned<String>> {
+    vec![spanned("127.0.0.1:53".into()), spanned("[::1]:53".into())]
+}
+fn default_allow_clients() -> Vec<Spanned<String>> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .into_iter()
+    .map(|s| spanned(s.to_string()))
+    .collect()
+}
+fn default_block_response() -> Spanned<String> {
+    spanned("nxdomain".into())
+}
+fn default_block_ttl() -> Spanned<String> {
+    spanned("60s".into())
+}
+fn default_state_dir() -> String {
+    "/var/lib/kidsafe".into()
+}
+fn default_max_in_flight() -> Spanned<usize> {
+    spanned(4096)
+}
+fn default_tcp_idle_timeout() -> Spanned<String> {
+    spanned("10s".into())
+}
+fn default_upstream_timeout() -> Spanned<String> {
+    spanned("2s".into())
+}
+fn default_upstream_in_flight() -> Spanned<usize> {
+    spanned(1024)
+}
+fn default_cache_entries() -> Spanned<usize> {
+    spanned(10_000)
+}
+fn default_cache_max_ttl() -> Spanned<String> {
+    spanned("1d".into())
+}
+fn default_cache_negative_ttl() -> Spanned<String> {
+    spanned("1h".into())
+}
+fn default_log_level() -> Spanned<String> {
+    spanned("info".into())
+}
+
+/// How a blocked name is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockResponse {
+    /// NXDOMAIN with a synthetic SOA.
+    NxDomain,
+    /// `0.0.0.0` for A, `::` for AAAA, NODATA for other types.
+    NullIp,
+    /// NOERROR with no answer and a synthetic SOA.
+    NoData,
+    /// REFUSED.
+    Refused,
+    /// This address for its own family; NODATA for the other family and other types.
+    Address(IpAddr),
+}
+
+/// A value from the file together with where it was written, for errors found later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub at: Location,
+    /// Its key path.
+    pub key: String,
+}
+
+/// A validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[server]`, checked.
+    pub server: ServerSettings,
+    /// `[upstream]`, checked.
+    pub upstream: UpstreamSettings,
+    /// `[cache]`, checked.
+    pub cache: CacheSettings,
+    /// List directories, resolved against the config's directory.
+    pub list_dirs: Vec<PathBuf>,
+    /// `[log] level`.
+    pub log_level: String,
+    /// Profiles in name order.
+    pub profiles: Vec<ProfileSettings>,
+    /// Index into `profiles` of the default profile.
+    pub default_profile: usize,
+    /// Client rules.
+    pub clients: Vec<ClientSettings>,
+}
+
+/// `[server]`, checked.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Sockets to bind (UDP and TCP each).
+    pub listen: Vec<SocketAddr>,
+    /// Networks allowed to query.
+    pub allow_clients: Vec<IpNet>,
+    /// How blocks are answered.
+    pub block_response: BlockResponse,
+    /// TTL of block answers, seconds.
+    pub block_ttl: u32,
+    /// State directory (resolved).
+    pub state_dir: PathBuf,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// Most requests in flight.
+    pub max_in_flight: usize,
+    /// TCP idle timeout.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// `[upstream]`, checked.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Resolvers, in order.
+    pub servers: Vec<SocketAddr>,
+    /// Deadline for one query across all upstreams.
+    pub timeout: Duration,
+    /// Most upstream queries in flight.
+    pub max_in_flight: usize,
+}
+
+/// `[cache]`, checked.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// Most entries (0 = off).
+    pub entries: usize,
+    /// TTL cap, seconds.
+    pub max_ttl: u32,
+    /// Negative TTL cap, seconds.
+    pub max_negative_ttl: u32,
+}
+
+/// One profile, checked except for category existence.
+#[derive(Debug, Clone)]
+pub struct ProfileSettings {
+    /// Its name.
+    pub name: String,
+    /// Categories to block, as written (canonicalised), with where.
+    pub block: Vec<Located<String>>,
+    /// Normalised allowed names.
+    pub allow: Vec<String>,
+    /// Normalised denied names.
+    pub deny: Vec<String>,
+}
+
+/// One `[[clients]]` rule, checked.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Its label.
+    pub name: String,
+    /// Its networks.
+    pub networks: Vec<IpNet>,
+    /// Index into `Config::profiles`.
+    pub profile: usize,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_source(path, &source)
+    }
+
+    /// Validates config text that came from `path` (used for relative paths and messages).
+    pub fn from_source(path: &Path, source: &str) -> Result<Self, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        };
+        let file: FileConfig = toml::from_str(source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let mut problems = Problems::default();
+            let key = key_path_at(source, span.start);
+            problems.at_span(source, span, key, e.message().trim().to_string());
+            invalid(problems.into_vec())
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut checker = Checker {
+            source,
+            base,
+            problems: Problems::default(),
+        };
+        let config = checker.check(path, file);
+        if checker.problems.is_empty() {
+            // `check` only returns None when it recorded a problem.
+            config.ok_or_else(|| invalid(Vec::new()))
+        } else {
+            Err(invalid(checker.problems.into_vec()))
+        }
+    }
+
+    /// The index of a profile by name.
+    pub fn profile_index(&self, name: &str) -> Option<usize> {
+        self.profiles.iter().position(|p| p.name == name)
+    }
+}
+
+struct Checker<'s> {
+    source: &'s str,
+    base: PathBuf,
+    problems: Problems,
+}
+
+impl Checker<'_> {
+    fn problem<T>(
+        &mut self,
+        value: &Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.problems
+            .at_span(self.source, value.span(), key, message);
+    }
+
+    fn locate<T: Clone>(&self, value: &Spanned<T>, key: String) -> Located<T> {
+        Located {
+            value: value.get_ref().clone(),
+            at: Location::of_offset(self.source, value.span().start),
+            key,
+        }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn check(&mut self, path: &Path, file: FileConfig) -> Option<Config> {
+        let server = self.check_server(&file.server);
+        let upstream = self.check_upstream(&file.upstream);
+        let cache = self.check_cache(&file.cache);
+        let list_dirs = file
+            .lists
+            .dirs
+            .iter()
+            .map(|d| self.resolve(d.get_ref()))
+            .collect();
+        let log_level = file.log.level.get_ref().to_ascii_lowercase();
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            self.problem(
+                &file.log.level,
+                "log.level",
+                "must be one of \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
+            );
+        }
+
+        let profiles = self.check_profiles(&file.profiles);
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        let default_profile = self.profile_ref(&names, &file.defaults.profile, "defaults.profile");
+        let clients = self.check_clients(&names, &file.clients);
+
+        Some(Config {
+            path: path.to_path_buf(),
+            server: server?,
+            upstream: upstream?,
+            cache: cache?,
+            list_dirs,
+            log_level,
+            default_profile: default_profile?,
+            profiles,
+            clients,
+        })
+    }
+
+    fn duration(
+        &mut self,
+        value: &Spanned<String>,
+        key: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d >= min && d <= max => Some(d),
+            Ok(_) => {
+                self.problem(
+                    value,
+                    key,
+                    format!(
+                        "must be between {} and {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    value,
+                    key,
+                    format!("not a duration ({e}); write e.g. \"2s\", \"500ms\", \"1h\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn seconds(&mut self, value: &Spanned<String>, key: &str, max: Duration) -> Option<u32> {
+        let d = self.duration(value, key, Duration::from_secs(1), max)?;
+        u32::try_from(d.as_secs()).ok()
+    }
+
+    fn bounded(
+        &mut self,
+        value: &Spanned<usize>,
+        key: &str,
+        min: usize,
+        max: usize,
+    ) -> Option<usize> {
+        let v = *value.get_ref();
+        if (min..=max).contains(&v) {
+            Some(v)
+        } else {
+            self.problem(value, key, format!("must be between {min} and {max}"));
+            None
+        }
+    }
+
+    fn networks(&mut self, values: &[Spanned<String>], key: &str) -> Vec<IpNet> {
+        let mut nets = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            match parse_network(v.get_ref()) {
+                Ok(net) => nets.push(net),
+                Err(msg) => self.problem(v, format!("{key}[{i}]"), msg),
+            }
+        }
+        nets
+    }
+
+    fn check_server(&mut self, s: &ServerConfig) -> Option<ServerSettings> {
+        let mut listen = Vec::new();
+        if s.listen.is_empty() {
+            self.problems.at(
+                Location::default(),
+                "server.listen",
+                "needs at least one address",
+            );
+        }
+        for (i, addr) in s.listen.iter().enumerate() {
+            match addr.get_ref().parse::<SocketAddr>() {
+                Ok(a) => listen.push(a),
+                Err(_) => self.problem(
+                    addr,
+                    format!("server.listen[{i}]"),
+                    "not an address with a port; write \"127.0.0.1:53\" or \"[::1]:53\"",
+                ),
+            }
+        }
+        let allow_clients = self.networks(&s.allow_clients, "server.allow_clients");
+        let block_response = match s.block_response.get_ref().as_str() {
+            "nxdomain" => Some(BlockResponse::NxDomain),
+            "null-ip" => Some(BlockResponse::NullIp),
+            "nodata" => Some(BlockResponse::NoData),
+            "refused" => Some(BlockResponse::Refused),
+            other => match other.parse::<IpAddr>() {
+                Ok(ip) => Some(BlockResponse::Address(ip)),
+                Err(_) => {
+                    self.problem(
+                        &s.block_response,
+                        "server.block_response",
+                        "must be \"nxdomain\", \"null-ip\", \"nodata\", \"refused\" or an IP address",
+                    );
+                    None
+                }
+            },
+        };
+        let block_ttl = self.seconds(
+            &s.block_ttl,
+            "server.block_ttl",
+            Duration::from_secs(86_400),
+        );
+        let max_in_flight = self.bounded(&s.max_in_flight, "server.max_in_flight", 16, 1_000_000);
+        let tcp_idle_timeout = self.duration(
+            &s.tcp_idle_timeout,
+            "server.tcp_idle_timeout",
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        );
+        Some(ServerSettings {
+            listen,
+            allow_clients,
+            block_response: block_response?,
+            block_ttl: block_ttl?,
+            state_dir: self.resolve(&s.state_dir),
+            threads: s.threads,
+            max_in_flight: max_in_flight?,
+            tcp_idle_timeout: tcp_idle_timeout?,
+        })
+    }
+
+    fn check_upstream(&mut self, u: &UpstreamConfig) -> Option<UpstreamSettings> {
+        if u.servers.is_empty() {
+            self.problems.at(
+                Location::default(),
+                "upstream.servers",
+                "needs at least one resolver, e.g. [\"9.9.9.9:53\"]",
+            );
+        }
+        let mut servers = Vec::new();
+        for (i, s) in u.servers.iter().enumerate() {
+            match parse_upstream(s.get_ref()) {
+                Ok(addr) => servers.push(addr),
+                Err(msg) => self.problem(s, format!("upstream.servers[{i}]"), msg),
+            }
+        }
+        let timeout = self.duration(
+            &u.timeout,
+            "upstream.timeout",
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+        );
+        let max_in_flight = self.bounded(&u.max_in_flight, "upstream.max_in_flight", 1, 65_535);
+        Some(UpstreamSettings {
+            servers,
+            timeout: timeout?,
+            max_in_flight: max_in_flight?,
+        })
+    }
+
+    fn check_cache(&mut self, c: &CacheConfig) -> Option<CacheSettings> {
+        let entries = self.bounded(&c.entries, "cache.entries", 0, 10_000_000);
+        let week = Duration::from_secs(7 * 86_400);
+        let max_ttl = self.seconds(&c.max_ttl, "cache.max_ttl", week);
+        let max_negative_ttl = self.seconds(&c.max_negative_ttl, "cache.max_negative_ttl", week);
+        Some(CacheSettings {
+            entries: entries?,
+            max_ttl: max_ttl?,
+            max_negative_ttl: max_negative_ttl?,
+        })
+    }
+
+    fn names(&mut self, values: &[Spanned<String>], key: &str) -> Vec<String> {
+        let mut out = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            match normalise(v.get_ref()) {
+                Ok(Normalised::Name(name)) => out.push(name.into_owned()),
+                Ok(Normalised::Skip(_)) | Err(_) => self.problem(
+                    v,
+                    format!("{key}[{i}]"),
+                    "not a domain name; write e.g. \"example.com\" (it covers its subdomains too)",
+                ),
+            }
+        }
+        out
+    }
+
+    fn check_profiles(
+        &mut self,
+        profiles: &BTreeMap<String, ProfileConfig>,
+    ) -> Vec<ProfileSettings> {
+        let mut out = Vec::with_capacity(profiles.len());
+        for (name, p) in profiles {
+            let key = format!("profiles.{name}");
+            if !is_profile_name(name) {
+                let at = self.header_location(&key);
+                self.problems.at(
+                    at,
+                    key.clone(),
+                    "profile names use letters, digits, '_' and '-' (at most 40)",
+                );
+            }
+            let block = p
+                .block
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut located = self.locate(c, format!("{key}.block[{i}]"));
+                    located.value = crate::category::canonical_name(&located.value);
+                    located
+                })
+                .collect();
+            let allow = self.names(&p.allow, &format!("{key}.allow"));
+            let deny = self.names(&p.deny, &format!("{key}.deny"));
+            out.push(ProfileSettings {
+                name: name.clone(),
+                block,
+                allow,
+                deny,
+            });
+        }
+        out
+    }
+
+    /// Where `[key]` is written, for problems with a table as a whole.
+    fn header_location(&self, key: &str) -> Location {
+        let header = format!("[{key}]");
+        self.source.find(&header).map_or(Location::default(), |at| {
+            Location::of_offset(self.source, at)
+        })
+    }
+
+    fn profile_ref(&mut self, names: &[&str], value: &Spanned<String>, key: &str) -> Option<usize> {
+        let wanted = value.get_ref();
+        let found = names.iter().position(|n| n == wanted);
+        if found.is_none() {
+            let known = if names.is_empty() {
+                "no profiles are defined".to_string()
+            } else {
+                format!("defined profiles: {}", names.join(", "))
+            };
+            self.problem(
+                value,
+                key,
+                format!("unknown profile \"{wanted}\" ({known}); add a [profiles.{wanted}] table or fix the name"),
+            );
+        }
+        found
+    }
+
+    fn check_clients(&mut self, names: &[&str], clients: &[ClientConfig]) -> Vec<ClientSettings> {
+        let mut out = Vec::with_capacity(clients.len());
+        let mut seen: HashMap<IpNet, (String, usize)> = HashMap::new();
+        for (i, c) in clients.iter().enumerate() {
+            let key = format!("clients[{i}]");
+            let profile = self.profile_ref(names, &c.profile, &format!("{key}.profile"));
+            let networks = self.networks(&c.matches, &format!("{key}.match"));
+            for (j, net) in networks.iter().enumerate() {
+                let Some(written) = c.matches.get(j) else {
+                    continue;
+                };
+                if let Some((other, other_profile)) = seen.get(net) {
+                    if Some(*other_profile) != profile {
+                        self.problem(
+                            written,
+                            format!("{key}.match[{j}]"),
+                            format!("{net} is already matched by client \"{other}\" with another profile; a network may have one profile"),
+                        );
+                    }
+                } else if let Some(p) = profile {
+                    seen.insert(*net, (c.name.clone(), p));
+                }
+            }
+            if let Some(profile) = profile {
+                out.push(ClientSettings {
+                    name: c.name.clone(),
+                    networks,
+                    profile,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Parses `"192.168.1.7"` (a host) or `"192.168.1.32/27"` (a network). Host bits set in a network
+/// are an error, because `10.0.0.5/24` usually means the writer meant something else.
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    match text.parse::<IpNet>() {
+        Ok(net) if net.trunc() == net => Ok(net),
+        Ok(net) => Err(format!(
+            "host bits are set in {text}; did you mean {}?",
+            net.trunc()
+        )),
+        Err(_) => Err(format!(
+            "\"{text}\" is not an IP address or network; write e.g. \"192.168.1.7\" or \"192.168.1.0/24\""
+        )),
+    }
+}
+
+/// Parses an upstream: `ip:port`, `ip` (port 53), or `udp://` either.
+pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    let bare = text.strip_prefix("udp://").unwrap_or(text);
+    if let Some((scheme, _)) = bare.split_once("://") {
+        return Err(format!(
+            "\"{scheme}://\" upstreams are not supported yet; use plain DNS: \"9.9.9.9:53\""
+        ));
+    }
+    if let Ok(addr) = bare.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "\"{text}\" is not a resolver address; write e.g. \"9.9.9.9:53\" or \"[2620:fe::fe]:53\""
+    ))
+}
+
+#[cfg(test)]
+mod tests;

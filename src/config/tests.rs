@@ -1,0 +1,225 @@
+//! The TOML rows of HOSTILE-INPUTS.md, and the example config, as tests.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[upstream]
+servers = ["127.0.0.1:53"]
+
+[defaults]
+profile = "teen"
+
+[profiles.teen]
+block = ["adult"]
+"#;
+
+fn load(source: &str) -> Result<Config, ConfigError> {
+    Config::from_source(Path::new("/etc/kidsafe/kidsafe.toml"), source)
+}
+
+fn first_problem(source: &str) -> Problem {
+    match load(source) {
+        Ok(_) => panic!("config should be rejected:\n{source}"),
+        Err(e) => e.problems().first().cloned().expect("at least one problem"),
+    }
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kidsafe.toml");
+    let config = Config::load(&path).expect("example config loads");
+    assert_eq!(
+        config.list_dirs,
+        vec![path.parent().expect("dir").join("../blocklists")]
+    );
+    assert!(config.profile_index("child").is_some());
+}
+
+#[test]
+fn a_minimal_config_gets_safe_defaults() {
+    let config = load(MINIMAL).expect("valid");
+    assert_eq!(config.server.block_response, BlockResponse::NxDomain);
+    assert_eq!(config.server.block_ttl, 60);
+    assert_eq!(config.upstream.timeout, Duration::from_secs(2));
+    assert_eq!(config.server.state_dir, PathBuf::from("/var/lib/kidsafe"));
+    assert!(
+        config
+            .server
+            .allow_clients
+            .iter()
+            .any(|n| n.to_string() == "192.168.0.0/16")
+    );
+}
+
+/// Each row: what is written, then the line, column, key and a phrase the message must hold.
+#[test]
+fn bad_configs_name_line_column_and_key() {
+    let cases: &[(&str, (usize, usize), &str, &str)] = &[
+        // syntax error
+        ("[server\nlisten = []\n", (1, 8), "", "expected"),
+        // unknown keys at every level fail closed, never silently
+        (
+            "[server]\nlisen = [\"127.0.0.1:53\"]\n",
+            (2, 1),
+            "server.lisen",
+            "unknown field `lisen`",
+        ),
+        (
+            "[upstream]\nservers = [\"127.0.0.1:53\"]\n[defaults]\nprofile = \"a\"\n[profiles.a]\ncategoires = []\n",
+            (6, 1),
+            "profiles.a.categoires",
+            "unknown field `categoires`",
+        ),
+        // wrong type
+        (
+            "[server]\nlisten = 53\n",
+            (2, 10),
+            "server.listen",
+            "invalid type",
+        ),
+        // missing required section
+        ("", (1, 1), "", "missing field `upstream`"),
+    ];
+    for (source, (line, column), key, phrase) in cases {
+        let p = first_problem(source);
+        assert_eq!(
+            (p.at.line, p.at.column),
+            (*line, *column),
+            "{source:?}: {p:?}"
+        );
+        if !key.is_empty() {
+            assert_eq!(p.key, *key, "{source:?}");
+        }
+        assert!(p.message.contains(phrase), "{source:?}: {}", p.message);
+    }
+}
+
+#[test]
+fn semantic_errors_point_at_the_value() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[defaults]\nprofile = \"teen\"",
+            "[defaults]\nprofile = \"tween\"",
+            "unknown profile \"tween\"",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"dns.example\"]",
+            "not a resolver address",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"tls://9.9.9.9:853\"]",
+            "not supported yet",
+        ),
+        (
+            "[upstream]\n",
+            "[upstream]\ntimeout = \"forever\"\n",
+            "not a duration",
+        ),
+        (
+            "[upstream]\n",
+            "[upstream]\ntimeout = \"0s\"\n",
+            "must be between",
+        ),
+        (
+            "[upstream]\n",
+            "[upstream]\nmax_in_flight = 0\n",
+            "must be between 1 and 65535",
+        ),
+        (
+            "block = [\"adult\"]",
+            "block = [\"adult\"]\nallow = [\"not a name\"]",
+            "not a domain name",
+        ),
+    ];
+    for (from, to, phrase) in cases {
+        let source = MINIMAL.replacen(from, to, 1);
+        assert_ne!(source, MINIMAL, "replacement {from:?} did not apply");
+        let p = first_problem(&source);
+        let err_line = source.lines().nth(p.at.line - 1).expect("line exists");
+        assert!(p.message.contains(phrase), "{to:?}: {}", p.message);
+        assert!(!p.key.is_empty(), "{to:?}: no key");
+        assert!(
+            err_line.contains(&to.lines().last().expect("line")[..4]),
+            "{to:?} points at {err_line:?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_the_file_name() {
+    let source = r#"
+[server]
+listen = ["localhost:53"]
+block_response = "blackhole"
+
+[upstream]
+servers = []
+
+[defaults]
+profile = "nobody"
+
+[profiles.teen]
+"#;
+    let err = load(source).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.problems().len(), 4, "{text}");
+    assert!(
+        text.contains("/etc/kidsafe/kidsafe.toml:3:11: server.listen[0]:"),
+        "{text}"
+    );
+    assert!(text.contains("server.block_response"), "{text}");
+    assert!(text.contains("upstream.servers"), "{text}");
+    assert!(
+        text.contains("defaults.profile: unknown profile \"nobody\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn client_networks_are_checked() {
+    let with_clients = |clients: &str| format!("{MINIMAL}\n[profiles.child]\n{clients}");
+    let host_bits =
+        with_clients("[[clients]]\nname = \"x\"\nmatch = [\"10.0.0.5/24\"]\nprofile = \"child\"\n");
+    assert!(
+        first_problem(&host_bits)
+            .message
+            .contains("did you mean 10.0.0.0/24")
+    );
+
+    let twice = with_clients(
+        "[[clients]]\nname = \"a\"\nmatch = [\"10.0.5.0/24\"]\nprofile = \"child\"\n\
+         [[clients]]\nname = \"b\"\nmatch = [\"10.0.5.0/24\"]\nprofile = \"teen\"\n",
+    );
+    let p = first_problem(&twice);
+    assert_eq!(p.key, "clients[1].match[0]");
+    assert!(
+        p.message.contains("already matched by client \"a\""),
+        "{}",
+        p.message
+    );
+
+    let overlapping = with_clients(
+        "[[clients]]\nname = \"a\"\nmatch = [\"10.0.0.0/16\"]\nprofile = \"teen\"\n\
+         [[clients]]\nname = \"b\"\nmatch = [\"10.0.5.0/24\", \"10.0.9.9\"]\nprofile = \"child\"\n",
+    );
+    let config = load(&overlapping).expect("overlap is allowed: longest prefix wins");
+    assert_eq!(config.clients[1].networks[1].to_string(), "10.0.9.9/32");
+}
+
+#[test]
+fn accepted_oddities() {
+    // A BOM and CRLF line ends are fine.
+    let crlf = format!("\u{feff}{}", MINIMAL.replace('\n', "\r\n"));
+    load(&crlf).expect("BOM + CRLF");
+    // Duplicate tables are a TOML error.
+    let dup = format!("{MINIMAL}\n[profiles.teen]\nblock = []\n");
+    assert!(
+        first_problem(&dup).message.contains("duplicate"),
+        "duplicate table"
+    );
+    // A NUL byte is an error, not a truncation.
+    let nul = MINIMAL.replace("adult", "ad\0ult");
+    assert!(load(&nul).is_err());
+}

@@ -1,0 +1,266 @@
+//! The answer cache: upstream answers kept for their TTL, bounded in entries.
+//!
+//! Positive answers live for their smallest TTL, negative ones (NXDOMAIN, NODATA) for the SOA's
+//! negative TTL (RFC 2308); both are capped by config. Ages are measured on the monotonic clock,
+//! so a wall-clock jump never expires or revives the whole cache. The map is sharded
+//! (`quick_cache`), so queries on different names do not wait on each other.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+
+/// What an answer is cached under. The DO and CD bits change what an upstream returns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// The lower-cased query name.
+    pub name: LowerName,
+    /// The query type.
+    pub qtype: RecordType,
+    /// The client's DNSSEC OK bit.
+    pub dnssec_ok: bool,
+    /// The client's Checking Disabled bit.
+    pub checking_disabled: bool,
+}
+
+/// One upstream answer, as relayed.
+#[derive(Debug)]
+pub struct Answer {
+    /// The upstream's response code.
+    pub rcode: ResponseCode,
+    /// The upstream's AD bit.
+    pub authentic_data: bool,
+    /// Answer section.
+    pub answers: Vec<Record>,
+    /// Authority section.
+    pub authorities: Vec<Record>,
+    /// Additional section, without OPT.
+    pub additionals: Vec<Record>,
+    stored: Instant,
+    lifetime: u32,
+}
+
+impl Answer {
+    /// Takes the sections out of an upstream message, capping every TTL at `max_ttl` and
+    /// working out how long the answer may be cached (0: not at all).
+    pub fn from_upstream(mut message: Message, max_ttl: u32, max_negative_ttl: u32) -> Self {
+        let cap = |records: &mut Vec<Record>| {
+            for r in records.iter_mut() {
+                r.ttl = r.ttl.min(max_ttl);
+            }
+        };
+        cap(&mut message.answers);
+        cap(&mut message.authorities);
+        cap(&mut message.additionals);
+        let rcode = message.metadata.response_code;
+        let lifetime = match rcode {
+            ResponseCode::NoError if !message.answers.is_empty() => message
+                .answers
+                .iter()
+                .chain(&message.authorities)
+                .map(|r| r.ttl)
+                .min()
+                .unwrap_or(0),
+            ResponseCode::NoError | ResponseCode::NXDomain => {
+                negative_ttl(&message.authorities).map_or(0, |ttl| ttl.min(max_negative_ttl))
+            }
+            // SERVFAIL, REFUSED and the rest are relayed, never kept.
+            _ => 0,
+        };
+        Self {
+            rcode,
+            authentic_data: message.metadata.authentic_data,
+            answers: message.answers,
+            authorities: message.authorities,
+            additionals: message.additionals,
+            stored: Instant::now(),
+            lifetime,
+        }
+    }
+
+    /// Whole seconds since the answer was stored, if it is still fresh.
+    pub fn age(&self, now: Instant) -> Option<u32> {
+        let age = u32::try_from(now.saturating_duration_since(self.stored).as_secs()).ok()?;
+        (age < self.lifetime).then_some(age)
+    }
+
+    /// The sections with every TTL lowered by `age` seconds.
+    pub fn aged(&self, age: u32) -> [Vec<Record>; 3] {
+        let age_all = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.ttl = r.ttl.saturating_sub(age);
+                    r
+                })
+                .collect()
+        };
+        [
+            age_all(&self.answers),
+            age_all(&self.authorities),
+            age_all(&self.additionals),
+        ]
+    }
+
+    /// Whether the answer may be cached at all.
+    pub fn cacheable(&self) -> bool {
+        self.lifetime > 0
+    }
+}
+
+/// RFC 2308: the negative TTL is the smaller of the SOA record's TTL and its MINIMUM field.
+fn negative_ttl(authorities: &[Record]) -> Option<u32> {
+    authorities.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+        _ => None,
+    })
+}
+
+/// The bounded, concurrent answer cache.
+pub struct AnswerCache {
+    inner: Option<quick_cache::sync::Cache<CacheKey, Arc<Answer>>>,
+}
+
+impl AnswerCache {
+    /// A cache of at most `entries` answers (0: no cache).
+    pub fn new(entries: usize) -> Self {
+        Self {
+            inner: (entries > 0).then(|| quick_cache::sync::Cache::new(entries)),
+        }
+    }
+
+    /// A fresh answer and its age, or `None`.
+    pub fn get(&self, key: &CacheKey, now: Instant) -> Option<(Arc<Answer>, u32)> {
+        let cache = self.inner.as_ref()?;
+        let answer = cache.get(key)?;
+        match answer.age(now) {
+            Some(age) => Some((answer, age)),
+            None => {
+                cache.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Keeps an answer if it may be cached.
+    pub fn insert(&self, key: CacheKey, answer: Arc<Answer>) {
+        if let Some(cache) = &self.inner
+            && answer.cacheable()
+        {
+            cache.insert(key, answer);
+        }
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.inner.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode};
+    use hickory_proto::rr::Name;
+    use hickory_proto::rr::rdata::{A, SOA};
+    use std::time::Duration;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    fn message(rcode: ResponseCode, answers: Vec<Record>, authorities: Vec<Record>) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = rcode;
+        m.answers = answers;
+        m.authorities = authorities;
+        m
+    }
+
+    fn a(ttl: u32) -> Record {
+        Record::from_rdata(name("www.example."), ttl, RData::A(A::new(192, 0, 2, 1)))
+    }
+
+    fn soa(ttl: u32, minimum: u32) -> Record {
+        let rdata = SOA::new(name("ns.example."), name("h.example."), 1, 1, 1, 1, minimum);
+        Record::from_rdata(name("example."), ttl, RData::SOA(rdata))
+    }
+
+    #[test]
+    fn lifetimes_follow_ttls_and_caps() {
+        let pos = Answer::from_upstream(
+            message(ResponseCode::NoError, vec![a(300), a(60)], vec![]),
+            86_400,
+            3600,
+        );
+        assert_eq!(pos.lifetime, 60);
+        let capped = Answer::from_upstream(
+            message(ResponseCode::NoError, vec![a(1 << 31)], vec![]),
+            86_400,
+            3600,
+        );
+        assert_eq!((capped.lifetime, capped.answers[0].ttl), (86_400, 86_400));
+        let nx = Answer::from_upstream(
+            message(ResponseCode::NXDomain, vec![], vec![soa(900, 300)]),
+            86_400,
+            3600,
+        );
+        assert_eq!(nx.lifetime, 300);
+        let nx_capped = Answer::from_upstream(
+            message(ResponseCode::NXDomain, vec![], vec![soa(900, 300)]),
+            86_400,
+            60,
+        );
+        assert_eq!(nx_capped.lifetime, 60);
+        let no_soa = Answer::from_upstream(
+            message(ResponseCode::NXDomain, vec![], vec![]),
+            86_400,
+            3600,
+        );
+        assert!(!no_soa.cacheable());
+        let servfail = Answer::from_upstream(
+            message(ResponseCode::ServFail, vec![], vec![]),
+            86_400,
+            3600,
+        );
+        assert!(!servfail.cacheable());
+        let zero = Answer::from_upstream(
+            message(ResponseCode::NoError, vec![a(0)], vec![]),
+            86_400,
+            3600,
+        );
+        assert!(!zero.cacheable());
+    }
+
+    #[test]
+    fn entries_expire_and_age_their_ttls() {
+        let cache = AnswerCache::new(10);
+        let key = CacheKey {
+            name: LowerName::from(name("www.example.")),
+            qtype: RecordType::A,
+            dnssec_ok: false,
+            checking_disabled: false,
+        };
+        let answer = Arc::new(Answer::from_upstream(
+            message(ResponseCode::NoError, vec![a(60)], vec![]),
+            86_400,
+            3600,
+        ));
+        let stored = answer.stored;
+        cache.insert(key.clone(), answer);
+        let (hit, age) = cache
+            .get(&key, stored + Duration::from_secs(10))
+            .expect("fresh");
+        assert_eq!(age, 10);
+        assert_eq!(hit.aged(age)[0][0].ttl, 50);
+        assert!(cache.get(&key, stored + Duration::from_secs(60)).is_none());
+        assert!(cache.is_empty(), "an expired entry is removed");
+    }
+}

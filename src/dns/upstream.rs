@@ -1,0 +1,205 @@
+//! Forwarding to the upstream resolvers.
+//!
+//! Every upstream query is built fresh from the validated question: a new random ID, a new
+//! socket with a kernel-chosen port, RD set, our own EDNS (1232 bytes, the client's DO bit) and
+//! nothing of the client's (no ECS, no cookies, no trailing bytes). Upstreams are tried in order
+//! within one overall deadline; a truncated UDP answer is fetched again over TCP. The number of
+//! upstream queries in flight is capped, so a flood of unique names cannot exhaust sockets.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout_at};
+
+use crate::config::UpstreamSettings;
+
+/// The EDNS payload size we advertise upstream (the DNS Flag Day 2020 value).
+const EDNS_PAYLOAD: u16 = 1232;
+/// The largest UDP answer we read.
+const UDP_BUFFER: usize = 4096;
+
+/// Why no upstream answer could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Too many upstream queries in flight.
+    #[error("too many upstream queries in flight")]
+    Busy,
+    /// No upstream answered within the deadline.
+    #[error("no upstream answered in time")]
+    Timeout,
+    /// Every upstream failed; the last error.
+    #[error("upstream failed: {0}")]
+    Failed(String),
+}
+
+/// What to ask.
+#[derive(Debug, Clone)]
+pub struct Question {
+    /// The name (as the client asked it, lower-cased).
+    pub name: Name,
+    /// The type.
+    pub qtype: RecordType,
+    /// The client's DO bit.
+    pub dnssec_ok: bool,
+    /// The client's CD bit.
+    pub checking_disabled: bool,
+}
+
+/// Sends questions to upstreams; shared by all queries, across reloads.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    slots: Arc<Semaphore>,
+}
+
+impl Forwarder {
+    /// A forwarder allowing `max_in_flight` upstream queries at once.
+    pub fn new(max_in_flight: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        }
+    }
+
+    /// Resolves `question` through the upstreams in `settings`, in order, within its timeout.
+    /// An upstream that answers SERVFAIL or REFUSED is passed over while others remain; the last
+    /// one's answer is relayed as it is.
+    pub async fn resolve(
+        &self,
+        settings: &UpstreamSettings,
+        question: &Question,
+    ) -> Result<Message, UpstreamError> {
+        let _slot = self.slots.try_acquire().map_err(|_| UpstreamError::Busy)?;
+        let deadline = Instant::now() + settings.timeout;
+        let servers = &settings.servers;
+        let mut last_error = UpstreamError::Timeout;
+        for (i, server) in servers.iter().enumerate() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            // Share what is left fairly among the upstreams not yet tried.
+            let left = u32::try_from(servers.len() - i).unwrap_or(1);
+            let attempt_deadline = now + (deadline - now) / left;
+            match exchange(*server, question, attempt_deadline).await {
+                Ok(message) => {
+                    let failed = matches!(
+                        message.metadata.response_code,
+                        ResponseCode::ServFail | ResponseCode::Refused
+                    );
+                    if !failed || i + 1 == servers.len() {
+                        return Ok(message);
+                    }
+                    last_error = UpstreamError::Failed(format!(
+                        "upstream answered {}",
+                        message.metadata.response_code
+                    ));
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+}
+
+/// One upstream, UDP first, TCP when the UDP answer is truncated.
+async fn exchange(
+    server: SocketAddr,
+    question: &Question,
+    deadline: Instant,
+) -> Result<Message, UpstreamError> {
+    let id: u16 = rand::random();
+    let request = encode_query(id, question)?;
+    let answer = timeout_at(deadline, exchange_udp(server, &request, id, question))
+        .await
+        .map_err(|_| UpstreamError::Timeout)??;
+    if !answer.metadata.truncation {
+        return Ok(answer);
+    }
+    timeout_at(deadline, exchange_tcp(server, &request, id, question))
+        .await
+        .map_err(|_| UpstreamError::Timeout)?
+}
+
+fn encode_query(id: u16, question: &Question) -> Result<Vec<u8>, UpstreamError> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.metadata.checking_disabled = question.checking_disabled;
+    let mut query = Query::query(question.name.clone(), question.qtype);
+    query.set_query_class(DNSClass::IN);
+    message.add_query(query);
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_PAYLOAD);
+    edns.set_dnssec_ok(question.dnssec_ok);
+    message.set_edns(edns);
+    message
+        .to_vec()
+        .map_err(|e| UpstreamError::Failed(format!("cannot encode query: {e}")))
+}
+
+async fn exchange_udp(
+    server: SocketAddr,
+    request: &[u8],
+    id: u16,
+    question: &Question,
+) -> Result<Message, UpstreamError> {
+    let local: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let io = |e: std::io::Error| UpstreamError::Failed(e.to_string());
+    let socket = UdpSocket::bind(local).await.map_err(io)?;
+    // A connected socket only receives datagrams from the upstream's address and port.
+    socket.connect(server).await.map_err(io)?;
+    socket.send(request).await.map_err(io)?;
+    let mut buf = [0u8; UDP_BUFFER];
+    loop {
+        let n = socket.recv(&mut buf).await.map_err(io)?;
+        // Anything that is not the answer to our question is ignored, not trusted.
+        if let Some(answer) = buf.get(..n).and_then(|b| matching_answer(b, id, question)) {
+            return Ok(answer);
+        }
+    }
+}
+
+async fn exchange_tcp(
+    server: SocketAddr,
+    request: &[u8],
+    id: u16,
+    question: &Question,
+) -> Result<Message, UpstreamError> {
+    let io = |e: std::io::Error| UpstreamError::Failed(e.to_string());
+    let mut stream = TcpStream::connect(server).await.map_err(io)?;
+    let len =
+        u16::try_from(request.len()).map_err(|_| UpstreamError::Failed("query too long".into()))?;
+    let mut framed = Vec::with_capacity(request.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(request);
+    stream.write_all(&framed).await.map_err(io)?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.map_err(io)?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf).await.map_err(io)?;
+    matching_answer(&buf, id, question)
+        .ok_or_else(|| UpstreamError::Failed("upstream sent a mismatched answer over TCP".into()))
+}
+
+/// Parses `bytes` and returns it only if it answers exactly our question with our ID.
+fn matching_answer(bytes: &[u8], id: u16, question: &Question) -> Option<Message> {
+    let message = Message::from_vec(bytes).ok()?;
+    let header = &message.metadata;
+    if header.id != id || header.message_type != MessageType::Response {
+        return None;
+    }
+    let [query] = message.queries.as_slice() else {
+        return None;
+    };
+    let same = query.query_type() == question.qtype
+        && query.query_class() == DNSClass::IN
+        && query.name().eq_ignore_root(&question.name);
+    same.then_some(message)
+}

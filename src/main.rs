@@ -1,0 +1,110 @@
+//! The `kidsafe` command: parses the command line, runs one subcommand, maps errors to exit
+//! codes (0 fine, 1 runtime failure, 2 invalid config or lists).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use kidsafe::daemon::{self, DaemonError};
+use kidsafe::runtime::{BuildError, Runtime};
+
+/// Where packages install the config.
+const DEFAULT_CONFIG: &str = "/etc/kidsafe/kidsafe.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "kidsafe",
+    version,
+    about = "Parental-control DNS filter with age profiles"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the DNS daemon.
+    Run {
+        /// The config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Check a config file and its lists, print what they hold, and exit.
+    Check {
+        /// The config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => match daemon::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(DaemonError::Build(e)) => fail_build(&e),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Check { config } => check(&config),
+    }
+}
+
+fn fail_build(e: &BuildError) -> ExitCode {
+    eprintln!("error: {e}");
+    eprintln!("kidsafe did not start: fix the config or lists above, then run `kidsafe check`");
+    ExitCode::from(2)
+}
+
+fn check(path: &Path) -> ExitCode {
+    let runtime = match Runtime::load(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let lists = &runtime.lists;
+    println!("{}: ok", path.display());
+    println!(
+        "lists: {} files, {} names stored ({} KiB), built in {} ms",
+        lists.files.len(),
+        lists.store.len(),
+        lists.store.size_bytes() / 1024,
+        runtime.build_time.as_millis()
+    );
+    for file in &lists.files {
+        println!(
+            "  {:<12} {:>9} names  {:>6} skipped  {:>5} bad  {}",
+            file.category,
+            file.names,
+            file.skipped,
+            file.bad,
+            file.path.display()
+        );
+        for (line, reason) in &file.first_bad {
+            println!("      line {line}: {}", reason.describe());
+        }
+    }
+    for profile in runtime.policy.profiles() {
+        let blocked: Vec<&str> = (0..64u8)
+            .filter(|bit| profile.block_mask & (1 << bit) != 0)
+            .map(|bit| lists.categories.name(bit))
+            .collect();
+        println!(
+            "profile {:<10} blocks: {}",
+            profile.name,
+            blocked.join(", ")
+        );
+    }
+    for category in runtime.categories_without_lists() {
+        println!(
+            "warning: category \"{category}\" is blocked by a profile but no list feeds it yet"
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,79 @@
+//! [`Runtime`]: everything the query path reads, compiled from one config and its lists, built
+//! whole and validated whole before anyone sees it.
+//!
+//! The daemon holds the current runtime in an `ArcSwap`; a query loads it once and keeps that
+//! `Arc` until it answers, so a reload never changes the rules under a query in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::blocklist::{self, ListError, LoadedLists};
+use crate::config::{Config, ConfigError};
+use crate::policy::Policy;
+
+/// The compiled state one query needs.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated config.
+    pub config: Config,
+    /// Compiled profiles and client rules.
+    pub policy: Policy,
+    /// The category lists.
+    pub lists: LoadedLists,
+    /// How long the build took (reported at start and reload).
+    pub build_time: Duration,
+}
+
+/// Why a runtime could not be built; the one running keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The config is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A list directory or file could not be loaded.
+    #[error(transparent)]
+    Lists(#[from] ListError),
+}
+
+impl Runtime {
+    /// Reads the config at `path`, loads its lists, compiles the policy.
+    pub fn load(path: &std::path::Path) -> Result<Self, BuildError> {
+        let started = Instant::now();
+        let config = Config::load(path)?;
+        Self::build(config, started)
+    }
+
+    /// Compiles a runtime from an already validated config.
+    pub fn build(config: Config, started: Instant) -> Result<Self, BuildError> {
+        let lists = blocklist::load_dirs(&config.list_dirs)?;
+        let policy = Policy::compile(&config, &lists)?;
+        Ok(Self {
+            config,
+            policy,
+            lists,
+            build_time: started.elapsed(),
+        })
+    }
+
+    /// Categories some profile blocks but no list feeds: valid, but they block nothing yet.
+    pub fn categories_without_lists(&self) -> Vec<String> {
+        let mut missing: Vec<String> = self
+            .config
+            .profiles
+            .iter()
+            .flat_map(|p| p.block.iter().map(|c| c.value.clone()))
+            .filter(|c| !self.lists.has_category(c))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        missing
+    }
+}
+
+/// The shared, swappable handle to the current runtime.
+pub type SharedRuntime = Arc<arc_swap::ArcSwap<Runtime>>;
+
+/// Wraps a first runtime in a [`SharedRuntime`].
+pub fn share(runtime: Runtime) -> SharedRuntime {
+    Arc::new(arc_swap::ArcSwap::from_pointee(runtime))
+}

@@ -1,0 +1,174 @@
+//! Sockets and the serving loop: binds every `listen` address for UDP and TCP, hands them to
+//! hickory-server with our [`Handler`], and runs until told to stop.
+//!
+//! Binding is separate from serving so that the daemon can fail fast (and tests can learn the
+//! ephemeral port) before anything answers. On Linux each address gets one UDP socket per worker
+//! thread with `SO_REUSEPORT`, so the kernel spreads queries across cores without a shared lock.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
+
+use hickory_server::Server;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::dns::Handler;
+use crate::runtime::SharedRuntime;
+
+/// Kernel receive buffer asked for on UDP sockets, to ride out bursts (capped by `rmem_max`).
+const UDP_RECV_BUFFER: usize = 4 << 20;
+/// TCP accept backlog.
+const TCP_BACKLOG: i32 = 1024;
+/// Per-connection response buffer hickory-server keeps for TCP.
+const TCP_RESPONSE_BUFFER: usize = 32;
+
+/// Why the daemon could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listen address could not be bound.
+    #[error(
+        "cannot listen on {addr} ({proto}): {source}; is another DNS server running there, or does binding port 53 need CAP_NET_BIND_SERVICE?"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// "udp" or "tcp".
+        proto: &'static str,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The server stopped on its own.
+    #[error("DNS server failed: {0}")]
+    Serve(String),
+}
+
+/// Bound but not yet serving sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Listeners {
+    /// Binds every address for UDP (`udp_per_addr` sockets each) and TCP. Port 0 picks one
+    /// free port and uses it for both protocols.
+    pub fn bind(listen: &[SocketAddr], udp_per_addr: usize) -> Result<Self, ServeError> {
+        let mut out = Self {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            addrs: Vec::new(),
+        };
+        for wanted in listen {
+            let (udp, tcp, addr) = bind_pair(*wanted, udp_per_addr.max(1))?;
+            out.udp.extend(udp);
+            out.tcp.push(tcp);
+            out.addrs.push(addr);
+        }
+        Ok(out)
+    }
+
+    /// The addresses actually bound (ports resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+fn bind_pair(
+    wanted: SocketAddr,
+    udp_count: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), ServeError> {
+    // With port 0 the kernel may hand out a UDP port whose TCP twin is taken: retry a few times.
+    let attempts = if wanted.port() == 0 { 8 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let first = bind_udp(wanted, udp_count > 1)?;
+        let addr = first.local_addr().map_err(|source| ServeError::Bind {
+            addr: wanted,
+            proto: "udp",
+            source,
+        })?;
+        match bind_tcp(addr) {
+            Ok(tcp) => {
+                let mut udp = vec![first];
+                for _ in 1..udp_count {
+                    udp.push(bind_udp(addr, true)?);
+                }
+                return Ok((udp, tcp, addr));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ServeError::Serve("no port could be bound".into())))
+}
+
+fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, ServeError> {
+    let err = |source| ServeError::Bind {
+        addr,
+        proto: "udp",
+        source,
+    };
+    let socket = socket_for(addr, Type::DGRAM, Protocol::UDP).map_err(err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.bind(&addr.into()).map_err(err)?;
+    Ok(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let err = |source| ServeError::Bind {
+        addr,
+        proto: "tcp",
+        source,
+    };
+    let socket = socket_for(addr, Type::STREAM, Protocol::TCP).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(TCP_BACKLOG).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// Serves DNS on `listeners` until `shutdown` is cancelled, then stops accepting and lets
+/// queries in flight finish. Must run inside a tokio runtime.
+pub async fn serve(
+    runtime: SharedRuntime,
+    listeners: Listeners,
+    tcp_idle_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let handler = Handler::new(runtime);
+    let mut server = Server::new(handler);
+    let io = |e: std::io::Error| ServeError::Serve(e.to_string());
+    for socket in listeners.udp {
+        server.register_socket(tokio::net::UdpSocket::from_std(socket).map_err(io)?);
+    }
+    for listener in listeners.tcp {
+        server.register_listener(
+            tokio::net::TcpListener::from_std(listener).map_err(io)?,
+            tcp_idle_timeout,
+            TCP_RESPONSE_BUFFER,
+        );
+    }
+    for addr in &listeners.addrs {
+        info!(%addr, "listening (udp and tcp)");
+    }
+    shutdown.cancelled().await;
+    info!("stopping: no new queries accepted, finishing those in flight");
+    server
+        .shutdown_gracefully()
+        .await
+        .map_err(|e| ServeError::Serve(e.to_string()))
+}

@@ -1,0 +1,1 @@
+//! Integration tests: the daemon on loopback against a real upstream (written next).
