@@ -1,1 +1,8 @@
-//! Integration tests: the daemon on loopback against a real upstream (written next).
+//! Integration tests: the daemon on loopback ports, a real upstream (an in-process hickory
+//! authority), real DNS messages over real UDP and TCP sockets, and the binary as users run it.
+//! Only 127.0.0.0/8 addresses, ephemeral ports, bounded waits.
+
+mod cli;
+mod filtering;
+mod harness;
+mod wire;

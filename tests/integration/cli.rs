@@ -1,0 +1,327 @@
+//! The `kidsafe` binary as a user runs it: `check`, `run`, signals, and the privacy invariant
+//! checked on everything the process writes.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kidsafe");
+
+/// A spawned `kidsafe run` whose stderr is collected line by line.
+struct Spawned {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    addr: SocketAddr,
+}
+
+impl Spawned {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kidsafe");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let mut spawned = Self {
+            child,
+            lines,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let line = spawned.wait_for("listening", Duration::from_secs(20));
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        spawned.addr = addr;
+        spawned
+    }
+
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("{needle:?} not logged in {limit:?}; log:\n{}", self.log());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("kidsafe exited with {status}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn stop(mut self) -> String {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "kidsafe exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "kidsafe did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the reader thread drain the pipe.
+        std::thread::sleep(Duration::from_millis(100));
+        self.log()
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().expect("lock").join("\n")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(
+    dir: &Path,
+    upstream: SocketAddr,
+    server_extra: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    write_lists(dir);
+    let path = dir.join("kidsafe.toml");
+    std::fs::write(&path, config_text(upstream, server_extra, extra)).expect("write");
+    path
+}
+
+#[test]
+fn check_names_file_line_column_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kidsafe.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisen = [\"127.0.0.1:53\"]\n[upstream]\nservers = [\"127.0.0.1\"]\n[defaults]\nprofile = \"x\"\n[profiles.x]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "bad config exits 2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:2:1: server.lisen: unknown field `lisen`",
+        path.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+
+    // `run` refuses to start on it too, with the same message, before binding anything.
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
+}
+
+#[test]
+fn check_accepts_the_shipped_example_and_reports_lists() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kidsafe.toml");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&example)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(stdout.contains("adult"), "{stdout}");
+    assert!(stdout.contains("profile child"), "{stdout}");
+}
+
+/// The privacy invariant: at the most verbose level the config and RUST_LOG allow, nothing the
+/// daemon writes holds a queried name or a client address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_queried_name_or_client_address_is_ever_logged() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start(&config);
+    let addr = daemon.addr;
+
+    let sources = [Ipv4Addr::new(127, 0, 0, 23), Ipv4Addr::new(127, 0, 0, 5)];
+    let seed = std::process::id();
+    let mut names = Vec::new();
+    for i in 0..40u32 {
+        let label = format!("q{seed:x}z{i}privacy");
+        let (qname, want) = match i % 4 {
+            0 => (
+                format!("{label}.blocked.example.test."),
+                ResponseCode::NXDomain,
+            ),
+            1 => (format!("{label}.example.test."), ResponseCode::NXDomain),
+            2 => (
+                format!("{label}.casino.example.test."),
+                ResponseCode::NXDomain,
+            ),
+            _ => (format!("{label}.unreachable-zone."), ResponseCode::Refused),
+        };
+        let from = IpAddr::V4(sources[(i / 4 % 2) as usize]);
+        let reply = udp_from(from, addr, &query_message(&qname, RecordType::A)).await;
+        assert_eq!(reply.metadata.response_code, want, "{qname} from {from}");
+        names.push(label);
+    }
+    // A reload and a failed reload log too; they must not leak either.
+    daemon.signal("HUP");
+    daemon.wait_for("reloaded config and lists", Duration::from_secs(10));
+    let log = daemon.stop();
+
+    assert!(
+        log.contains("kidsafe is answering"),
+        "logging was on: {log}"
+    );
+    for label in &names {
+        assert!(
+            !log.contains(label.as_str()),
+            "queried name {label} logged:\n{log}"
+        );
+    }
+    for src in sources {
+        assert!(
+            !log.contains(&src.to_string()),
+            "client address {src} logged:\n{log}"
+        );
+    }
+    // Nothing else the daemon wrote holds them either.
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for label in &names {
+            assert!(
+                !text.contains(label.as_str()),
+                "{label} found in {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_valid_edit_and_keeps_serving_through_an_invalid_one() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start(&config);
+    let addr = daemon.addr;
+    assert_eq!(
+        ask(addr, CASINO, RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+
+    // Valid edit: teens lose gambling too.
+    let text = std::fs::read_to_string(&config).expect("read");
+    let edited = text.replacen(
+        "[profiles.teen]\nblock = [\"adult\"]",
+        "[profiles.teen]\nblock = [\"adult\", \"gambling\"]",
+        1,
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&config, &edited).expect("write");
+    daemon.signal("HUP");
+    daemon.wait_for("reloaded config and lists", Duration::from_secs(10));
+    assert_eq!(
+        ask(addr, CASINO, RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+
+    // Invalid edit: a typo. The daemon says where, and keeps the last good rules.
+    std::fs::write(
+        &config,
+        edited.replacen(
+            "block = [\"adult\", \"gambling\"]",
+            "block = [\"adult\", \"gamblng\"]",
+            1,
+        ),
+    )
+    .expect("write");
+    daemon.signal("HUP");
+    let line = daemon.wait_for("reload failed", Duration::from_secs(10));
+    assert!(line.contains("profiles.teen.block[1]"), "{line}");
+    assert!(
+        line.contains("did you mean \\\"gambling\\\"")
+            || line.contains("did you mean \"gambling\""),
+        "{line}"
+    );
+    assert!(line.contains("kidsafe.toml:"), "{line}");
+    assert_eq!(
+        ask(addr, CASINO, RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        a_records(&ask(addr, WWW, RecordType::A).await),
+        vec![WWW_V4]
+    );
+    daemon.stop();
+}

@@ -1,0 +1,351 @@
+//! Real parts for the integration tests: an in-process hickory authority as the upstream, the
+//! daemon itself on an ephemeral loopback port, and a plain DNS client over real sockets.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::{A, AAAA, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::Server;
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use kidsafe::runtime::{self, Runtime};
+use kidsafe::server::{self, Listeners};
+
+/// How long a test client waits for any one answer.
+pub const CLIENT_WAIT: Duration = Duration::from_secs(5);
+
+/// The zone the upstream serves.
+pub const ZONE: &str = "example.test.";
+/// A name with A, AAAA and TXT records.
+pub const WWW: &str = "www.example.test.";
+/// The address of `WWW`.
+pub const WWW_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+/// A name whose TXT answer is larger than any UDP answer kidsafe sends.
+pub const BIG: &str = "big.example.test.";
+/// How many TXT records `BIG` has.
+pub const BIG_RECORDS: usize = 40;
+/// A name that is in the test `adult` list (and exists upstream, to prove it is not forwarded).
+pub const BLOCKED: &str = "blocked.example.test.";
+/// A name that is in the test `gambling` list.
+pub const CASINO: &str = "casino.example.test.";
+
+pub fn name(s: &str) -> Name {
+    Name::from_ascii(s).expect("valid name")
+}
+
+/// The upstream: hickory-server with an in-memory authority for `example.test.`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        let origin = name(ZONE);
+        let mut zone =
+            InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
+                origin.clone(),
+                ZoneType::Primary,
+                AxfrPolicy::Deny,
+            );
+        let soa = SOA::new(
+            name("ns.example.test."),
+            name("admin.example.test."),
+            7,
+            3600,
+            600,
+            86_400,
+            300,
+        );
+        let records = [
+            Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)),
+            Record::from_rdata(name(WWW), 300, RData::A(A(WWW_V4))),
+            Record::from_rdata(
+                name(WWW),
+                300,
+                RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10))),
+            ),
+            Record::from_rdata(
+                name(WWW),
+                300,
+                RData::TXT(TXT::new(vec!["hello from upstream".into()])),
+            ),
+            Record::from_rdata(name(BLOCKED), 300, RData::A(A::new(192, 0, 2, 66))),
+            Record::from_rdata(
+                name("sub.blocked.example.test."),
+                300,
+                RData::A(A::new(192, 0, 2, 67)),
+            ),
+            Record::from_rdata(name(CASINO), 300, RData::A(A::new(192, 0, 2, 77))),
+            Record::from_rdata(
+                name("khan.example.test."),
+                300,
+                RData::A(A::new(192, 0, 2, 88)),
+            ),
+        ];
+        for r in records {
+            assert!(zone.upsert_mut(r, 7), "record accepted");
+        }
+        for i in 0..BIG_RECORDS {
+            let text = format!("{i:02}-{}", "x".repeat(60));
+            assert!(zone.upsert_mut(
+                Record::from_rdata(name(BIG), 300, RData::TXT(TXT::new(vec![text]))),
+                7
+            ));
+        }
+        let mut catalog = Catalog::new();
+        catalog.upsert(origin.into(), vec![Arc::new(zone)]);
+
+        let udp = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream udp");
+        let addr = udp.local_addr().expect("addr");
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind upstream tcp");
+        let mut server = Server::new(catalog);
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 16);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            let _ = server.shutdown_gracefully().await;
+        });
+        Self { addr, shutdown }
+    }
+}
+
+/// The daemon under test, in-process, with its own config and list directory.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub shared: runtime::SharedRuntime,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), kidsafe::server::ServeError>>>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The test lists: `adult.txt` holds BLOCKED, `gambling.txt` holds CASINO.
+pub fn write_lists(dir: &Path) -> PathBuf {
+    let lists = dir.join("lists");
+    std::fs::create_dir_all(&lists).expect("mkdir lists");
+    std::fs::write(
+        lists.join("adult.txt"),
+        "# test list\n0.0.0.0 blocked.example.test\n",
+    )
+    .expect("write");
+    std::fs::write(lists.join("gambling.txt"), "||casino.example.test^\n").expect("write");
+    lists
+}
+
+/// A config for the daemon: `extra` is appended, `server` lines go into `[server]`.
+pub fn config_text(upstream: SocketAddr, server_extra: &str, extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+allow_clients = ["127.0.0.0/8"]
+state_dir = "state"
+threads = 2
+{server_extra}
+
+[upstream]
+servers = ["{upstream}"]
+timeout = "1500ms"
+
+[lists]
+dirs = ["lists"]
+
+[log]
+level = "trace"
+
+[defaults]
+profile = "teen"
+
+[profiles.teen]
+block = ["adult"]
+
+[profiles.child]
+block = ["adult", "gambling"]
+allow = ["khan.example.test"]
+deny = ["www.example.test"]
+
+[[clients]]
+name = "kid"
+match = ["127.0.0.5"]
+profile = "child"
+{extra}
+"#
+    )
+}
+
+impl Daemon {
+    /// Starts the daemon with the default test config.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_with(upstream, "", "").await
+    }
+
+    /// Starts the daemon with lines added to `[server]` and to the end of the config.
+    pub async fn start_with(upstream: SocketAddr, server_extra: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_lists(dir.path());
+        let path = dir.path().join("kidsafe.toml");
+        std::fs::write(&path, config_text(upstream, server_extra, extra)).expect("write config");
+        let rt = tokio::task::spawn_blocking(move || Runtime::load(&path))
+            .await
+            .expect("join")
+            .expect("config and lists load");
+        let listeners = Listeners::bind(&rt.config.server.listen, 2).expect("bind");
+        let addr = listeners.local_addrs()[0];
+        let idle = rt.config.server.tcp_idle_timeout;
+        let shared = runtime::share(rt);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::serve(
+            shared.clone(),
+            listeners,
+            idle,
+            shutdown.clone(),
+        ));
+        Self {
+            addr,
+            dir,
+            shared,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the daemon and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("served without error");
+        }
+    }
+}
+
+/// A query message as a stub resolver would send it (RD set, EDNS 1232).
+pub fn query_message(qname: &str, qtype: RecordType) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(name(qname), qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    m.set_edns(edns);
+    m
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(4242);
+    NEXT.fetch_add(7919, Ordering::Relaxed)
+}
+
+/// Sends raw bytes over UDP from `from` and returns the raw reply, or `None` after `wait`.
+pub async fn exchange_raw_from(
+    from: IpAddr,
+    server: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind(SocketAddr::new(from, 0))
+        .await
+        .expect("bind client");
+    socket.send_to(bytes, server).await.expect("send");
+    let mut buf = vec![0u8; 65_535];
+    match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        _ => None,
+    }
+}
+
+/// Sends raw bytes over UDP from 127.0.0.1.
+pub async fn exchange_raw(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    exchange_raw_from(IpAddr::V4(Ipv4Addr::LOCALHOST), server, bytes, wait).await
+}
+
+/// Sends a message over UDP from `from` and parses the reply (panics on timeout).
+pub async fn udp_from(from: IpAddr, server: SocketAddr, message: &Message) -> Message {
+    let bytes = message.to_vec().expect("encode");
+    let reply = exchange_raw_from(from, server, &bytes, CLIENT_WAIT)
+        .await
+        .expect("an answer within the client wait");
+    let reply = Message::from_vec(&reply).expect("a parsable answer");
+    assert_eq!(reply.metadata.id, message.metadata.id, "answer ID matches");
+    reply
+}
+
+/// Sends a message over UDP from 127.0.0.1.
+pub async fn udp(server: SocketAddr, message: &Message) -> Message {
+    udp_from(IpAddr::V4(Ipv4Addr::LOCALHOST), server, message).await
+}
+
+/// Asks `qname`/`qtype` over UDP from 127.0.0.1.
+pub async fn ask(server: SocketAddr, qname: &str, qtype: RecordType) -> Message {
+    udp(server, &query_message(qname, qtype)).await
+}
+
+/// Sends raw bytes over one TCP connection and returns the raw reply, or `None`.
+pub async fn tcp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let work = async {
+        let mut stream = TcpStream::connect(server).await.ok()?;
+        let len = u16::try_from(bytes.len()).ok()?;
+        stream.write_all(&len.to_be_bytes()).await.ok()?;
+        stream.write_all(bytes).await.ok()?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.ok()?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    tokio::time::timeout(CLIENT_WAIT, work).await.ok().flatten()
+}
+
+/// Sends a message over TCP and parses the reply.
+pub async fn tcp(server: SocketAddr, message: &Message) -> Message {
+    let reply = tcp_raw(server, &message.to_vec().expect("encode"))
+        .await
+        .expect("a TCP answer");
+    Message::from_vec(&reply).expect("parsable")
+}
+
+/// A records' addresses in an answer.
+pub fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The SOA in the authority section, if any, with its record TTL.
+pub fn soa_of(m: &Message) -> Option<(SOA, u32)> {
+    m.authorities.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) => Some((soa.clone(), r.ttl)),
+        _ => None,
+    })
+}
