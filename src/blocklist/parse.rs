@@ -66,6 +66,17 @@ impl BadReason {
 
 /// Reads one line of a list file into owned names (tests, tools). The loader uses
 /// [`scan_line`], which hands names over without allocating.
+///
+/// ```
+/// use kidsafe::blocklist::{parse_line, LineOutcome, SkipReason};
+///
+/// let names = |v: &[&str]| LineOutcome::Names(v.iter().map(|s| s.to_string()).collect());
+/// assert_eq!(parse_line("0.0.0.0 Ads.Example.COM"), names(&["ads.example.com"]));
+/// assert_eq!(parse_line("||tracker.example^"), names(&["tracker.example"]));
+/// assert_eq!(parse_line("*.bücher.de"), names(&["xn--bcher-kva.de"]));
+/// assert_eq!(parse_line("127.0.0.1 localhost"), LineOutcome::Skipped(SkipReason::Boilerplate));
+/// assert_eq!(parse_line("com"), LineOutcome::Skipped(SkipReason::SingleLabel));
+/// ```
 pub fn parse_line(line: &str) -> LineOutcome {
     let mut names = Vec::new();
     match scan_line(line, &mut |name| names.push(name.to_string())) {

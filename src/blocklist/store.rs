@@ -18,6 +18,16 @@ use fst::raw::{Node, Output};
 const SEPARATOR: u8 = 0x01;
 
 /// A built, immutable store.
+///
+/// ```
+/// use kidsafe::blocklist::StoreBuilder;
+///
+/// let mut builder = StoreBuilder::default();
+/// builder.insert("casino.example", 2); // category bit 2
+/// let store = builder.build();
+/// assert_eq!(store.lookup_str("www.casino.example"), 1 << 2); // subdomains match
+/// assert_eq!(store.lookup_str("notcasino.example"), 0); // whole labels only
+/// ```
 #[derive(Clone)]
 pub struct Store {
     map: fst::Map<Vec<u8>>,
