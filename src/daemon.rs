@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 
-use crate::reload;
+use crate::reload::{ReloadHandle, ReloadOptions, Reloader};
 use crate::runtime::{self, BuildError, Runtime, SharedRuntime};
 use crate::server::{self, Listeners, ServeError};
 
@@ -32,7 +32,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let started = Instant::now();
     let runtime = Runtime::load(path)?;
     crate::logging::init(&runtime.config.log_level);
-    log_loaded(&runtime, "loaded");
+    runtime.log_summary("loaded");
 
     let threads = match runtime.config.server.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -56,8 +56,14 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let tcp_idle = runtime.config.server.tcp_idle_timeout;
     let shared = runtime::share(runtime);
     let shutdown = CancellationToken::new();
+    let state_dir = runtime_state_dir(&shared);
     tokio_rt.block_on(async {
-        spawn_signal_handlers(shared.clone(), path.to_path_buf(), shutdown.clone())?;
+        let options = ReloadOptions {
+            watch_files: true,
+            state_dir: Some(state_dir),
+        };
+        let reload = Reloader::spawn(shared.clone(), path, options, shutdown.clone());
+        spawn_signal_handlers(reload, shutdown.clone())?;
         info!(
             startup_ms = started.elapsed().as_millis() as u64,
             threads, "kidsafe is answering"
@@ -68,40 +74,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     })
 }
 
-fn log_loaded(runtime: &Runtime, what: &str) {
-    let lists = &runtime.lists;
-    let names: usize = lists.files.iter().map(|f| f.names).sum();
-    info!(
-        config = %runtime.config.path.display(),
-        profiles = runtime.config.profiles.len(),
-        list_files = lists.files.len(),
-        names,
-        stored = lists.store.len(),
-        store_bytes = lists.store.size_bytes(),
-        build_ms = runtime.build_time.as_millis() as u64,
-        "{what} config and lists"
-    );
-    for file in lists.files.iter().filter(|f| f.bad > 0) {
-        let lines: Vec<String> = file
-            .first_bad
-            .iter()
-            .map(|(n, r)| format!("{n} ({})", r.describe()))
-            .collect();
-        warn!(
-            file = %file.path.display(),
-            bad_lines = file.bad,
-            first = %lines.join(", "),
-            "skipped unreadable lines in a list file"
-        );
-    }
-    for category in runtime.categories_without_lists() {
-        warn!(%category, "a profile blocks this category but no list feeds it yet");
-    }
-}
-
 fn spawn_signal_handlers(
-    shared: SharedRuntime,
-    path: PathBuf,
+    reload: ReloadHandle,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -124,19 +98,12 @@ fn spawn_signal_handlers(
                 got = hup.recv() => if got.is_none() { return },
             }
             info!("SIGHUP received: reloading");
-            match reload::reload(&shared, &path).await {
-                Ok(done) => {
-                    log_loaded(&shared.load(), "reloaded");
-                    if !done.restart_required.is_empty() {
-                        warn!(
-                            restart_required = ?done.restart_required,
-                            "these settings changed but apply only after a restart"
-                        );
-                    }
-                }
-                Err(e) => error!("reload failed, still serving the previous config: {e}"),
-            }
+            reload.request("SIGHUP");
         }
     });
     Ok(())
+}
+
+fn runtime_state_dir(shared: &SharedRuntime) -> PathBuf {
+    shared.load().config.server.state_dir.clone()
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use kidsafe::config::Config;
 use kidsafe::daemon::{self, DaemonError};
+use kidsafe::reload::status;
 use kidsafe::runtime::{BuildError, Runtime};
 
 /// Where packages install the config.
@@ -37,6 +39,12 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show what the running daemon serves and how its last reload went.
+    Status {
+        /// The config file of the daemon (its state_dir holds status.json).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +59,27 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { config } => check(&config),
+        Command::Status { config } => status(&config),
+    }
+}
+
+fn status(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match status::read(&config.server.state_dir) {
+        Ok(s) => {
+            print!("{}", status::render(&s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::blocklist::{self, ListError, LoadedLists};
 use crate::config::{Config, ConfigError};
 use crate::policy::Policy;
+use tracing::{info, warn};
 
 /// The compiled state one query needs.
 #[derive(Debug)]
@@ -53,6 +54,46 @@ impl Runtime {
             lists,
             build_time: started.elapsed(),
         })
+    }
+
+    /// Logs what was loaded: counts, build time, bad list lines, categories without a list.
+    pub fn log_summary(&self, what: &str) {
+        let runtime = self;
+        let lists = &runtime.lists;
+        let names: usize = lists.files.iter().map(|f| f.names).sum();
+        info!(
+            config = %runtime.config.path.display(),
+            profiles = runtime.config.profiles.len(),
+            list_files = lists.files.len(),
+            names,
+            stored = lists.store.len(),
+            store_bytes = lists.store.size_bytes(),
+            build_ms = runtime.build_time.as_millis() as u64,
+            "{what} config and lists"
+        );
+        self.log_warnings();
+    }
+
+    /// Logs what a parent or admin should fix: unreadable list lines, categories without a list.
+    pub fn log_warnings(&self) {
+        let runtime = self;
+        let lists = &runtime.lists;
+        for file in lists.files.iter().filter(|f| f.bad > 0) {
+            let lines: Vec<String> = file
+                .first_bad
+                .iter()
+                .map(|(n, r)| format!("{n} ({})", r.describe()))
+                .collect();
+            warn!(
+                file = %file.path.display(),
+                bad_lines = file.bad,
+                first = %lines.join(", "),
+                "skipped unreadable lines in a list file"
+            );
+        }
+        for category in runtime.categories_without_lists() {
+            warn!(%category, "a profile blocks this category but no list feeds it yet");
+        }
     }
 
     /// Categories some profile blocks but no list feeds: valid, but they block nothing yet.

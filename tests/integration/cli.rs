@@ -24,7 +24,13 @@ struct Spawned {
 
 impl Spawned {
     fn start(config: &Path) -> Self {
+        Self::start_in(Path::new("."), config)
+    }
+
+    /// Starts `kidsafe run` with `cwd` as its working directory (so `config` may be relative).
+    fn start_in(cwd: &Path, config: &Path) -> Self {
         let mut child = Command::new(BIN)
+            .current_dir(cwd)
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "trace")
@@ -323,5 +329,57 @@ async fn sighup_applies_a_valid_edit_and_keeps_serving_through_an_invalid_one() 
         a_records(&ask(addr, WWW, RecordType::A).await),
         vec![WWW_V4]
     );
+    daemon.stop();
+}
+
+/// A config given by a relative path is watched too (notify reports absolute paths), and an
+/// edit saved by rename applies without a signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_config_path_is_watched() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start_in(dir.path(), Path::new("kidsafe.toml"));
+    let addr = daemon.addr;
+    assert_eq!(
+        ask(addr, CASINO, RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+
+    let text = std::fs::read_to_string(&config).expect("read");
+    let edited = text.replacen(
+        "[profiles.teen]\nblock = [\"adult\"]",
+        "[profiles.teen]\nblock = [\"adult\", \"gambling\"]",
+        1,
+    );
+    let temp = dir.path().join(".kidsafe.toml.new");
+    std::fs::write(&temp, edited).expect("write");
+    std::fs::rename(&temp, &config).expect("rename");
+    daemon.wait_for("reloaded config and lists", Duration::from_secs(10));
+    assert_eq!(
+        ask(addr, CASINO, RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+
+    // `kidsafe status` reads the state the daemon wrote.
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["status", "--config", "kidsafe.toml"])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("generation  2"), "{text}");
+    assert!(text.contains("last reload ok"), "{text}");
     daemon.stop();
 }

@@ -135,6 +135,7 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub shared: runtime::SharedRuntime,
+    pub reload: Option<kidsafe::reload::ReloadHandle>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), kidsafe::server::ServeError>>>,
 }
@@ -206,19 +207,38 @@ impl Daemon {
 
     /// Starts the daemon with lines added to `[server]` and to the end of the config.
     pub async fn start_with(upstream: SocketAddr, server_extra: &str, extra: &str) -> Self {
+        Self::launch(config_text(upstream, server_extra, extra), false).await
+    }
+
+    /// Starts the daemon on `config` (a whole file) with the reloader watching its files and
+    /// writing `state/status.json`.
+    pub async fn start_watching(config: String) -> Self {
+        Self::launch(config, true).await
+    }
+
+    async fn launch(config: String, watch: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         write_lists(dir.path());
         let path = dir.path().join("kidsafe.toml");
-        std::fs::write(&path, config_text(upstream, server_extra, extra)).expect("write config");
-        let rt = tokio::task::spawn_blocking(move || Runtime::load(&path))
+        std::fs::write(&path, config).expect("write config");
+        let load_path = path.clone();
+        let rt = tokio::task::spawn_blocking(move || Runtime::load(&load_path))
             .await
             .expect("join")
             .expect("config and lists load");
         let listeners = Listeners::bind(&rt.config.server.listen, 2).expect("bind");
         let addr = listeners.local_addrs()[0];
         let idle = rt.config.server.tcp_idle_timeout;
+        let state_dir = rt.config.server.state_dir.clone();
         let shared = runtime::share(rt);
         let shutdown = CancellationToken::new();
+        let reload = watch.then(|| {
+            let options = kidsafe::reload::ReloadOptions {
+                watch_files: true,
+                state_dir: Some(state_dir),
+            };
+            kidsafe::reload::Reloader::spawn(shared.clone(), &path, options, shutdown.clone())
+        });
         let task = tokio::spawn(server::serve(
             shared.clone(),
             listeners,
@@ -229,6 +249,7 @@ impl Daemon {
             addr,
             dir,
             shared,
+            reload,
             shutdown,
             task: Some(task),
         }
@@ -284,6 +305,21 @@ pub async fn exchange_raw_from(
 /// Sends raw bytes over UDP from 127.0.0.1.
 pub async fn exchange_raw(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
     exchange_raw_from(IpAddr::V4(Ipv4Addr::LOCALHOST), server, bytes, wait).await
+}
+
+/// Sends a message over UDP from 127.0.0.1 and parses the reply; `None` on timeout or junk.
+pub async fn try_udp(server: SocketAddr, message: &Message, wait: Duration) -> Option<Message> {
+    let bytes = message.to_vec().expect("encode");
+    let reply = exchange_raw(server, &bytes, wait).await?;
+    Message::from_vec(&reply)
+        .ok()
+        .filter(|m| m.metadata.id == message.metadata.id)
+}
+
+/// Whether an answer is kidsafe's own NXDOMAIN block (not an upstream NXDOMAIN).
+pub fn is_kidsafe_block(m: &Message) -> bool {
+    m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain
+        && soa_of(m).is_some_and(|(soa, _)| soa.mname.to_ascii() == "kidsafe.invalid.")
 }
 
 /// Sends a message over UDP from `from` and parses the reply (panics on timeout).

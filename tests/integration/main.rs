@@ -5,4 +5,5 @@
 mod cli;
 mod filtering;
 mod harness;
+mod reload;
 mod wire;

@@ -1,7 +1,7 @@
-//! Rebuilding the runtime while the daemon serves: a new [`Runtime`] is built off the query
-//! path (on a blocking thread), validated whole, then swapped in with one atomic store. If the
-//! build fails, the running runtime stays and the error — with file, line and column — is
-//! returned for the caller to log. Queries in flight finish on the runtime they started with.
+//! One reload: a new [`Runtime`] is built off the query path (on a blocking thread), validated
+//! whole, then swapped in with one atomic store. If the build fails, the running runtime stays
+//! and the error — with file, line and column — is returned. Queries in flight finish on the
+//! runtime they started with.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
