@@ -117,10 +117,12 @@ impl Store {
 /// Reserved, not touched, so the excess costs address space only.
 const AUTOMATON_BYTES_PER_NAME: usize = 32;
 
-/// One pending key: a slice of the builder's arena and its category bit (8 bytes, because a
-/// million of them are held during a build).
+/// One pending key (16 bytes): its first 8 bytes (big-endian, zero-padded), a slice of the builder's arena
+/// and its category bit. The prefix settles most comparisons of the sort without touching the
+/// arena, which at a million names is the difference between cache hits and misses.
 #[derive(Clone, Copy)]
 struct Pending {
+    prefix: u64,
     start: u32,
     len: u8,
     bit: u8,
@@ -163,7 +165,16 @@ impl StoreBuilder {
             }
             self.arena.extend_from_slice(label.as_bytes());
         }
-        self.pending.push(Pending { start, len, bit });
+        let key = &self.arena[start as usize..];
+        let mut head = [0u8; 8];
+        let n = key.len().min(8);
+        head[..n].copy_from_slice(&key[..n]);
+        self.pending.push(Pending {
+            prefix: u64::from_be_bytes(head),
+            start,
+            len,
+            bit,
+        });
     }
 
     /// How many names were inserted (duplicates included).
@@ -176,7 +187,9 @@ impl StoreBuilder {
     pub fn build(self) -> Store {
         let StoreBuilder { arena, mut pending } = self;
         let key = |p: &Pending| &arena[p.start as usize..p.start as usize + usize::from(p.len)];
-        pending.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+        // Zero padding sorts below every key byte (the separator is 1), so comparing prefixes
+        // first gives the same order as comparing whole keys.
+        pending.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| key(a).cmp(key(b))));
 
         // Sized up front so the automaton is one allocation that is never moved: a growing
         // Vec would leave its old copies in the allocator, which keeps them resident.
