@@ -3,15 +3,18 @@
 //! Nothing answers until the lists are loaded, so a client never gets an unfiltered answer
 //! during start-up. SIGHUP reloads; SIGTERM and SIGINT stop gracefully.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::dns::Handler;
 use crate::reload::{ReloadHandle, ReloadOptions, Reloader};
-use crate::runtime::{self, BuildError, Runtime, SharedRuntime};
+use crate::runtime::{self, BuildError, Runtime};
 use crate::server::{self, Listeners, ServeError};
+use crate::stats::{self, Collector, metrics, metrics::ReloadMetrics};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -53,22 +56,70 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         .map_err(DaemonError::Runtime)?;
 
     let listeners = Listeners::bind(&runtime.config.server.listen, threads)?;
+    let metrics_listener = match runtime.config.metrics_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                })
+                .map_err(|source| ServeError::Bind {
+                    addr,
+                    proto: "tcp (metrics)",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let tcp_idle = runtime.config.server.tcp_idle_timeout;
+    let state_dir = runtime.config.server.state_dir.clone();
+    let collector = Arc::new(Collector::default());
+    collector.register(Arc::clone(&runtime.counters));
     let shared = runtime::share(runtime);
     let shutdown = CancellationToken::new();
-    let state_dir = runtime_state_dir(&shared);
     tokio_rt.block_on(async {
+        let reload_metrics = Arc::new(ReloadMetrics::default());
         let options = ReloadOptions {
             watch_files: true,
             state_dir: Some(state_dir),
+            collector: Some(Arc::clone(&collector)),
+            metrics: Some(Arc::clone(&reload_metrics)),
         };
         let reload = Reloader::spawn(shared.clone(), path, options, shutdown.clone());
         spawn_signal_handlers(reload, shutdown.clone())?;
+
+        let handler = Handler::new(shared.clone());
+        if let Some(listener) = metrics_listener {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| ServeError::Serve(e.to_string()))?;
+            let sources = metrics::Sources {
+                collector: Arc::clone(&collector),
+                runtime: shared.clone(),
+                cache: handler.cache(),
+                upstream: handler.forwarder().metrics(),
+                reload: reload_metrics,
+            };
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "serving Prometheus metrics at /metrics");
+            }
+            tokio::spawn(metrics::serve(listener, sources, shutdown.clone()));
+        }
+        // Statistics outlive the server by one flush: the last queries are counted too.
+        let flush_stop = CancellationToken::new();
+        let flusher = tokio::spawn(stats::run_flusher(
+            Arc::clone(&collector),
+            shared.clone(),
+            flush_stop.clone(),
+        ));
+
         info!(
             startup_ms = started.elapsed().as_millis() as u64,
             threads, "kidsafe is answering"
         );
-        server::serve(shared, listeners, tcp_idle, shutdown).await?;
+        let served = server::serve(handler, listeners, tcp_idle, shutdown).await;
+        flush_stop.cancel();
+        let _ = flusher.await;
+        served?;
         info!("stopped");
         Ok(())
     })
@@ -102,8 +153,4 @@ fn spawn_signal_handlers(
         }
     });
     Ok(())
-}
-
-fn runtime_state_dir(shared: &SharedRuntime) -> PathBuf {
-    shared.load().config.server.state_dir.clone()
 }

@@ -28,3 +28,4 @@ pub mod policy;
 pub mod reload;
 pub mod runtime;
 pub mod server;
+pub mod stats;

@@ -39,6 +39,18 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show what was blocked, by profile, category and day (counts only, never names).
+    Stats {
+        /// The config file of the daemon (its state_dir holds stats.db).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// How many days back, today included.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Only this profile.
+        #[arg(long)]
+        profile: Option<String>,
+    },
     /// Show what the running daemon serves and how its last reload went.
     Status {
         /// The config file of the daemon (its state_dir holds status.json).
@@ -60,6 +72,42 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => check(&config),
         Command::Status { config } => status(&config),
+        Command::Stats {
+            config,
+            days,
+            profile,
+        } => stats(&config, days, profile.as_deref()),
+    }
+}
+
+fn stats(path: &Path, days: u32, profile: Option<&str>) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = &config.server.state_dir;
+    if !dir.join(kidsafe::stats::store::DB_FILE).exists() {
+        eprintln!(
+            "error: no statistics yet in {} (the daemon writes them every [stats] flush interval)",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    let report = kidsafe::stats::store::StatsDb::open(dir).and_then(|(db, _)| {
+        kidsafe::stats::report::render(&db, std::time::SystemTime::now(), days.max(1), profile)
+    });
+    match report {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

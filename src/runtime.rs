@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::blocklist::{self, ListError, LoadedLists};
 use crate::config::{Config, ConfigError};
 use crate::policy::Policy;
+use crate::stats::Counters;
 use tracing::{info, warn};
 
 /// The compiled state one query needs.
@@ -21,6 +22,8 @@ pub struct Runtime {
     pub policy: Policy,
     /// The category lists.
     pub lists: LoadedLists,
+    /// What this runtime's queries are counted in (see [`crate::stats`]).
+    pub counters: Arc<Counters>,
     /// How long the build took (reported at start and reload).
     pub build_time: Duration,
 }
@@ -48,10 +51,18 @@ impl Runtime {
     pub fn build(config: Config, started: Instant) -> Result<Self, BuildError> {
         let lists = blocklist::load_dirs(&config.list_dirs)?;
         let policy = Policy::compile(&config, &lists)?;
+        let clients = if config.stats.by_client {
+            config.clients.iter().map(|c| c.name.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let profiles = config.profiles.iter().map(|p| p.name.clone()).collect();
+        let counters = Arc::new(Counters::new(profiles, &lists.categories, clients));
         Ok(Self {
             config,
             policy,
             lists,
+            counters,
             build_time: started.elapsed(),
         })
     }

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::dns::Handler;
-use crate::runtime::SharedRuntime;
 
 /// Kernel receive buffer asked for on UDP sockets, to ride out bursts (capped by `rmem_max`).
 const UDP_RECV_BUFFER: usize = 4 << 20;
@@ -144,12 +143,11 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 /// Serves DNS on `listeners` until `shutdown` is cancelled, then stops accepting and lets
 /// queries in flight finish. Must run inside a tokio runtime.
 pub async fn serve(
-    runtime: SharedRuntime,
+    handler: Handler,
     listeners: Listeners,
     tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let handler = Handler::new(runtime);
     let mut server = Server::new(handler);
     let io = |e: std::io::Error| ServeError::Serve(e.to_string());
     for socket in listeners.udp {

@@ -39,6 +39,12 @@ pub struct FileConfig {
     /// `[log]`: what the daemon logs (never names or addresses).
     #[serde(default)]
     pub log: LogConfig,
+    /// `[stats]`: aggregate counts of what was blocked (never names or addresses).
+    #[serde(default)]
+    pub stats: StatsConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// `[defaults]`: the profile for clients no rule matches.
     pub defaults: DefaultsConfig,
     /// `[profiles.NAME]`: what each profile blocks.
@@ -159,6 +165,43 @@ impl Default for LogConfig {
     }
 }
 
+/// `[stats]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Keep statistics in `state_dir/stats.db`. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often counts are written to disk; a crash loses at most this much. Default `"60s"`.
+    #[serde(default = "default_stats_flush")]
+    pub flush: Spanned<String>,
+    /// Days of statistics kept. Default 90.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: Spanned<u32>,
+    /// Count per configured client *name* too (never per address). Default false.
+    #[serde(default)]
+    pub by_client: bool,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            flush: default_stats_flush(),
+            retention_days: default_retention_days(),
+            by_client: false,
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to serve Prometheus `/metrics`, e.g. `"127.0.0.1:9153"`. Default: not served.
+    pub listen: Option<Spanned<String>>,
+}
+
 /// `[defaults]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,6 +291,15 @@ fn default_cache_negative_ttl() -> Spanned<String> {
 fn default_log_level() -> Spanned<String> {
     spanned("info".into())
 }
+fn default_true() -> bool {
+    true
+}
+fn default_stats_flush() -> Spanned<String> {
+    spanned("60s".into())
+}
+fn default_retention_days() -> Spanned<u32> {
+    spanned(90)
+}
 
 /// How a blocked name is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +342,10 @@ pub struct Config {
     pub list_dirs: Vec<PathBuf>,
     /// `[log] level`.
     pub log_level: String,
+    /// `[stats]`, checked.
+    pub stats: StatsSettings,
+    /// `[metrics] listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Profiles in name order.
     pub profiles: Vec<ProfileSettings>,
     /// Index into `profiles` of the default profile.
@@ -339,6 +395,19 @@ pub struct CacheSettings {
     pub max_ttl: u32,
     /// Negative TTL cap, seconds.
     pub max_negative_ttl: u32,
+}
+
+/// `[stats]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsSettings {
+    /// Whether statistics are kept on disk.
+    pub enabled: bool,
+    /// Flush interval.
+    pub flush: Duration,
+    /// Days kept.
+    pub retention_days: u32,
+    /// Count per client name too.
+    pub by_client: bool,
 }
 
 /// One profile, checked except for category existence.
@@ -462,6 +531,36 @@ impl Checker<'_> {
             );
         }
 
+        let flush = self.duration(
+            &file.stats.flush,
+            "stats.flush",
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        let retention = *file.stats.retention_days.get_ref();
+        if !(1..=3650).contains(&retention) {
+            self.problem(
+                &file.stats.retention_days,
+                "stats.retention_days",
+                "must be between 1 and 3650",
+            );
+        }
+        let metrics_listen =
+            file.metrics
+                .listen
+                .as_ref()
+                .and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        self.problem(
+                            l,
+                            "metrics.listen",
+                            "not an address with a port; write \"127.0.0.1:9153\"",
+                        );
+                        None
+                    }
+                });
+
         let profiles = self.check_profiles(&file.profiles);
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         let default_profile = self.profile_ref(&names, &file.defaults.profile, "defaults.profile");
@@ -474,6 +573,13 @@ impl Checker<'_> {
             cache: cache?,
             list_dirs,
             log_level,
+            stats: StatsSettings {
+                enabled: file.stats.enabled,
+                flush: flush?,
+                retention_days: retention,
+                by_client: file.stats.by_client,
+            },
+            metrics_listen,
             default_profile: default_profile?,
             profiles,
             clients,

@@ -29,6 +29,7 @@ use super::cache::{Answer, AnswerCache, CacheKey};
 use super::upstream::{Forwarder, Question};
 use crate::policy::Decision;
 use crate::runtime::SharedRuntime;
+use crate::stats::Outcome;
 
 /// The largest UDP answer we send, whatever a client advertises (DNS Flag Day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -36,7 +37,7 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 /// kidsafe's hickory-server request handler.
 pub struct Handler {
     runtime: SharedRuntime,
-    cache: AnswerCache,
+    cache: Arc<AnswerCache>,
     forwarder: Forwarder,
     requests: Semaphore,
 }
@@ -47,7 +48,7 @@ impl Handler {
     pub fn new(runtime: SharedRuntime) -> Self {
         let current = runtime.load();
         let config = &current.config;
-        let cache = AnswerCache::new(config.cache.entries);
+        let cache = Arc::new(AnswerCache::new(config.cache.entries));
         let forwarder = Forwarder::new(config.upstream.max_in_flight);
         let requests = Semaphore::new(config.server.max_in_flight);
         drop(current);
@@ -57,6 +58,16 @@ impl Handler {
             forwarder,
             requests,
         }
+    }
+
+    /// The answer cache (for `/metrics`).
+    pub fn cache(&self) -> Arc<AnswerCache> {
+        Arc::clone(&self.cache)
+    }
+
+    /// The upstream forwarder (for `/metrics`).
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
     }
 
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut out: R) -> ResponseInfo {
@@ -81,6 +92,7 @@ impl Handler {
         let runtime = self.runtime.load();
         let src = request.src().ip();
         if !runtime.policy.client_allowed(src) {
+            runtime.counters.record(Outcome::Refused);
             return reply.error(&mut out, ResponseCode::Refused).await;
         }
         let qtype = query.query_type();
@@ -94,12 +106,16 @@ impl Handler {
         }
 
         let name: &Name = query.name();
-        let profile = runtime.policy.profile_for(src);
-        if let Decision::Block(_reason) =
+        let (profile, client_rule) = runtime.policy.classify(src);
+        if let Decision::Block(reason) =
             runtime
                 .policy
                 .decide(profile, || name.iter(), &runtime.lists.store)
         {
+            // Counted by profile and category only: the name and the address stop here.
+            runtime
+                .counters
+                .record_blocked(profile, reason, client_rule);
             let server = &runtime.config.server;
             let made = answer::block(server.block_response, server.block_ttl, name, qtype);
             drop(runtime);
@@ -118,6 +134,7 @@ impl Handler {
         // RFC 8482 lets a resolver decline ANY; RD=0 would let one client probe what others
         // visited through the cache.
         if qtype == RecordType::ANY || !request.metadata.recursion_desired {
+            runtime.counters.record(Outcome::Refused);
             return reply.error(&mut out, ResponseCode::Refused).await;
         }
 
@@ -130,6 +147,7 @@ impl Handler {
             checking_disabled: request.metadata.checking_disabled,
         };
         if let Some((cached, age)) = self.cache.get(&key, Instant::now()) {
+            runtime.counters.record(Outcome::Cached);
             drop(runtime);
             return reply.cached(&mut out, &cached, age, wants_ad).await;
         }
@@ -155,9 +173,13 @@ impl Handler {
                     cache.max_negative_ttl,
                 ));
                 self.cache.insert(key, Arc::clone(&fresh));
+                runtime.counters.record(Outcome::Forwarded);
                 reply.cached(&mut out, &fresh, 0, wants_ad).await
             }
-            Err(_) => reply.error(&mut out, ResponseCode::ServFail).await,
+            Err(_) => {
+                runtime.counters.record(Outcome::Failed);
+                reply.error(&mut out, ResponseCode::ServFail).await
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -50,10 +52,54 @@ pub struct Question {
     pub checking_disabled: bool,
 }
 
+/// Upper bounds, in seconds, of the upstream latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Upstream latency and failures, for `/metrics`. Atomics only: recorded per exchange.
+#[derive(Debug, Default)]
+pub struct UpstreamMetrics {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl UpstreamMetrics {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Cumulative buckets (upper bound, count), the sum in seconds, and the count.
+    pub fn histogram(&self) -> (Vec<(f64, u64)>, f64, u64) {
+        let mut cumulative = 0;
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (i, cell) in self.buckets.iter().enumerate() {
+            cumulative += cell.load(Ordering::Relaxed);
+            let bound = LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+            out.push((bound, cumulative));
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (out, sum, cumulative)
+    }
+
+    /// Exchanges that failed or timed out.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
 /// Sends questions to upstreams; shared by all queries, across reloads.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     slots: Arc<Semaphore>,
+    metrics: Arc<UpstreamMetrics>,
 }
 
 impl Forwarder {
@@ -61,7 +107,13 @@ impl Forwarder {
     pub fn new(max_in_flight: usize) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Its latency and error counters.
+    pub fn metrics(&self) -> Arc<UpstreamMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Resolves `question` through the upstreams in `settings`, in order, within its timeout.
@@ -84,7 +136,14 @@ impl Forwarder {
             // Share what is left fairly among the upstreams not yet tried.
             let left = u32::try_from(servers.len() - i).unwrap_or(1);
             let attempt_deadline = now + (deadline - now) / left;
-            match exchange(*server, question, attempt_deadline).await {
+            let result = exchange(*server, question, attempt_deadline).await;
+            match &result {
+                Ok(_) => self.metrics.observe(now.elapsed()),
+                Err(_) => {
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            match result {
                 Ok(message) => {
                     let failed = matches!(
                         message.metadata.response_code,

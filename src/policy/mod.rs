@@ -54,7 +54,8 @@ pub struct Profile {
 pub struct Policy {
     profiles: Vec<Profile>,
     default_profile: usize,
-    clients: PrefixMap<usize>,
+    /// Network → (profile index, index of the `[[clients]]` rule).
+    clients: PrefixMap<(usize, usize)>,
     allowed_clients: PrefixMap<()>,
 }
 
@@ -97,9 +98,9 @@ impl Policy {
         }
 
         let mut clients = PrefixMap::default();
-        for rule in &config.clients {
+        for (index, rule) in config.clients.iter().enumerate() {
             for net in &rule.networks {
-                clients.insert(*net, rule.profile);
+                clients.insert(*net, (rule.profile, index));
             }
         }
         let mut allowed_clients = PrefixMap::default();
@@ -121,10 +122,16 @@ impl Policy {
 
     /// The profile index for a client: its longest matching rule, else the default.
     pub fn profile_for(&self, ip: IpAddr) -> usize {
-        self.clients
-            .get(ip)
-            .copied()
-            .unwrap_or(self.default_profile)
+        self.classify(ip).0
+    }
+
+    /// The profile index for a client and the index of the `[[clients]]` rule that chose it
+    /// (`None` when the default profile applies).
+    pub fn classify(&self, ip: IpAddr) -> (usize, Option<usize>) {
+        match self.clients.get(ip) {
+            Some((profile, rule)) => (*profile, Some(*rule)),
+            None => (self.default_profile, None),
+        }
     }
 
     /// A profile by index (indices come from [`Policy::profile_for`]).

@@ -25,6 +25,9 @@ use tracing::{error, info, warn};
 pub use build::{ReloadError, Reloaded, reload};
 
 use crate::runtime::SharedRuntime;
+use crate::stats::Collector;
+use crate::stats::metrics::ReloadMetrics;
+use std::sync::atomic::Ordering;
 
 /// How long a burst of triggers must be quiet before the reload runs: an editor's
 /// write-rename-chmod, or a feed writing several lists, becomes one reload.
@@ -54,6 +57,10 @@ pub struct ReloadOptions {
     pub watch_files: bool,
     /// Where to write `status.json` (None: do not write it).
     pub state_dir: Option<PathBuf>,
+    /// Where each new runtime's counters are registered.
+    pub collector: Option<Arc<Collector>>,
+    /// Reload facts for `/metrics`.
+    pub metrics: Option<Arc<ReloadMetrics>>,
 }
 
 /// The task that owns reloading.
@@ -95,6 +102,7 @@ impl Reloader {
                 restart_required: Vec::new(),
             },
         };
+        reloader.publish(true);
         reloader.write_status();
         let watches = reloader.start_watches();
         tokio::spawn(async move { reloader.run(watches, shutdown).await });
@@ -151,6 +159,10 @@ impl Reloader {
         let outcome = match result {
             Ok(done) => {
                 self.status.generation += 1;
+                if let Some(collector) = &self.options.collector {
+                    collector.register(Arc::clone(&self.shared.load().counters));
+                }
+                self.publish(true);
                 self.status.active = status::Active::of(&self.shared.load());
                 self.status.restart_required = done
                     .restart_required
@@ -180,6 +192,7 @@ impl Reloader {
                 }
             }
             Err(e) => {
+                self.publish(false);
                 error!(
                     trigger,
                     generation = self.status.generation,
@@ -196,6 +209,14 @@ impl Reloader {
         };
         self.status.last_reload = Some(outcome);
         self.write_status();
+    }
+
+    fn publish(&self, ok: bool) {
+        if let Some(m) = &self.options.metrics {
+            m.generation
+                .store(self.status.generation, Ordering::Relaxed);
+            m.last_ok.store(ok, Ordering::Relaxed);
+        }
     }
 
     fn write_status(&self) {

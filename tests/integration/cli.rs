@@ -189,9 +189,17 @@ fn check_accepts_the_shipped_example_and_reports_lists() {
 async fn no_queried_name_or_client_address_is_ever_logged() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), upstream.addr, "", "");
+    let extra = "[stats]\nby_client = true\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let config = write_config(dir.path(), upstream.addr, "", extra);
     let mut daemon = Spawned::start(&config);
     let addr = daemon.addr;
+    let metrics_line = daemon.wait_for("serving Prometheus metrics", Duration::from_secs(10));
+    let metrics_addr: SocketAddr = metrics_line
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {metrics_line:?}"));
 
     let sources = [Ipv4Addr::new(127, 0, 0, 23), Ipv4Addr::new(127, 0, 0, 5)];
     let seed = std::process::id();
@@ -215,10 +223,100 @@ async fn no_queried_name_or_client_address_is_ever_logged() {
         assert_eq!(reply.metadata.response_code, want, "{qname} from {from}");
         names.push(label);
     }
+    // /metrics counts by profile and category, exactly, and names nothing.
+    let scrape = http_get(metrics_addr, "/metrics");
+    assert!(scrape.starts_with("HTTP/1.1 200 OK"), "{scrape}");
+    let body = scrape
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        value(
+            "kidsafe_blocked_total",
+            &[("profile", "teen"), ("category", "adult")]
+        ),
+        Some(5.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            "kidsafe_blocked_total",
+            &[("profile", "child"), ("category", "adult")]
+        ),
+        Some(5.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            "kidsafe_blocked_total",
+            &[("profile", "child"), ("category", "gambling")]
+        ),
+        Some(5.0),
+        "{body}"
+    );
+    assert_eq!(
+        value("kidsafe_queries_total", &[("result", "blocked")]),
+        Some(15.0),
+        "{body}"
+    );
+    assert_eq!(
+        value("kidsafe_list_entries", &[("category", "adult")]),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(value("kidsafe_reload_generation", &[]), Some(1.0), "{body}");
+    assert!(
+        body.contains("kidsafe_upstream_latency_seconds_bucket"),
+        "{body}"
+    );
+    assert!(http_get(metrics_addr, "/other").starts_with("HTTP/1.1 404"));
+
     // A reload and a failed reload log too; they must not leak either.
     daemon.signal("HUP");
     daemon.wait_for("reloaded config and lists", Duration::from_secs(10));
     let log = daemon.stop();
+
+    // SIGTERM flushed the counts (the flush interval is a minute, so this was the only flush):
+    // per profile, category and configured client name, exactly.
+    let db =
+        rusqlite::Connection::open(dir.path().join("state/stats.db")).expect("stats.db written");
+    let mut rows: Vec<(String, String, String, i64)> = db
+        .prepare("SELECT profile, category, client, SUM(count) FROM blocked GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    rows.sort();
+    let want = |p: &str, c: &str, k: &str, n: i64| (p.to_string(), c.to_string(), k.to_string(), n);
+    assert_eq!(
+        rows,
+        vec![
+            want("child", "adult", "kid", 5),
+            want("child", "gambling", "kid", 5),
+            want("teen", "adult", "", 5)
+        ]
+    );
+    for text in [&body, &log] {
+        for src in sources {
+            assert!(!text.contains(&src.to_string()));
+        }
+    }
 
     assert!(
         log.contains("kidsafe is answering"),
@@ -248,6 +346,18 @@ async fn no_queried_name_or_client_address_is_ever_logged() {
             );
         }
     }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).expect("read");
+    out
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

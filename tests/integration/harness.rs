@@ -236,11 +236,13 @@ impl Daemon {
             let options = kidsafe::reload::ReloadOptions {
                 watch_files: true,
                 state_dir: Some(state_dir),
+                collector: None,
+                metrics: None,
             };
             kidsafe::reload::Reloader::spawn(shared.clone(), &path, options, shutdown.clone())
         });
         let task = tokio::spawn(server::serve(
-            shared.clone(),
+            kidsafe::dns::Handler::new(shared.clone()),
             listeners,
             idle,
             shutdown.clone(),
