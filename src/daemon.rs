@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::dns::Handler;
+use crate::policy::live;
 use crate::reload::{ReloadHandle, ReloadOptions, Reloader};
 use crate::runtime::{self, BuildError, Runtime};
 use crate::server::{self, Listeners, ServeError};
@@ -104,6 +105,13 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             }
             tokio::spawn(metrics::serve(listener, sources, shutdown.clone()));
         }
+        // Schedules, overrides and MAC matches follow the clock, off the query path.
+        tokio::spawn(live::run_ticker(
+            shared.clone(),
+            live::Clock::System,
+            Arc::new(tokio::sync::Notify::new()),
+            shutdown.clone(),
+        ));
         // Statistics outlive the server by one flush: the last queries are counted too.
         let flush_stop = CancellationToken::new();
         let flusher = tokio::spawn(stats::run_flusher(

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use kidsafe::config::Config;
 use kidsafe::daemon::{self, DaemonError};
+use kidsafe::policy::live;
 use kidsafe::reload::status;
 use kidsafe::runtime::{BuildError, Runtime};
 
@@ -36,6 +37,47 @@ enum Command {
     /// Check a config file and its lists, print what they hold, and exit.
     Check {
         /// The config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
+    Explain {
+        /// The name to explain.
+        name: String,
+        /// The client's address.
+        #[arg(long)]
+        client: std::net::IpAddr,
+        /// Local time in the config's time zone, e.g. "2026-12-01T21:30" (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// The config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Allow a name for a profile for a while, without editing the config.
+    Grant {
+        /// The profile.
+        #[arg(long)]
+        profile: String,
+        /// The name to allow (with its subdomains).
+        #[arg(long)]
+        allow: String,
+        /// For how long, e.g. "30m", "2h".
+        #[arg(long = "for")]
+        duration: String,
+        /// The config file of the daemon (its state_dir holds the overrides).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Block everything but allowed names for a profile for a while.
+    Pause {
+        /// The profile.
+        #[arg(long)]
+        profile: String,
+        /// For how long, e.g. "1h".
+        #[arg(long = "for")]
+        duration: String,
+        /// The config file of the daemon (its state_dir holds the overrides).
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -72,6 +114,23 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => check(&config),
         Command::Status { config } => status(&config),
+        Command::Explain {
+            name,
+            client,
+            at,
+            config,
+        } => explain(&config, &name, client, at.as_deref()),
+        Command::Grant {
+            profile,
+            allow,
+            duration,
+            config,
+        } => override_for(&config, &profile, Some(&allow), &duration),
+        Command::Pause {
+            profile,
+            duration,
+            config,
+        } => override_for(&config, &profile, None, &duration),
         Command::Stats {
             config,
             days,
@@ -183,5 +242,111 @@ fn check(path: &Path) -> ExitCode {
             "warning: category \"{category}\" is blocked by a profile but no list feeds it yet"
         );
     }
+    ExitCode::SUCCESS
+}
+
+fn explain(path: &Path, name: &str, client: std::net::IpAddr, at: Option<&str>) -> ExitCode {
+    let runtime = match Runtime::load(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tz = runtime.policy.timezone().clone();
+    let at = match at {
+        None => jiff::Timestamp::now(),
+        Some(text) => match text
+            .parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|dt| dt.to_zoned_datetime(tz).ok())
+        {
+            Some(z) => z.timestamp(),
+            None => {
+                eprintln!(
+                    "error: --at {text:?} is not a local date and time; write e.g. \"2026-12-01T21:30\""
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let overrides = live::Overrides::read(&runtime.config.server.state_dir).unwrap_or_default();
+    for line in kidsafe::policy::explain::explain(&runtime, name, client, at, &overrides) {
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn override_for(path: &Path, profile: &str, allow: Option<&str>, duration: &str) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.profile_index(profile).is_none() {
+        let names: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "error: no profile \"{profile}\" in {}; profiles: {}",
+            path.display(),
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let span = match humantime::parse_duration(duration) {
+        Ok(d) if d.as_secs() >= 60 && d.as_secs() <= 7 * 86_400 => d,
+        _ => {
+            eprintln!(
+                "error: --for {duration:?}: write a duration between 1m and 7d, e.g. \"30m\" or \"2h\""
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let now = jiff::Timestamp::now();
+    let until =
+        now + jiff::SignedDuration::from_secs(i64::try_from(span.as_secs()).unwrap_or(i64::MAX));
+    let dir = &config.server.state_dir;
+    let mut overrides = match live::Overrides::read(dir) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    overrides.prune(now);
+    let what = match allow {
+        Some(name) => {
+            let name = match kidsafe::blocklist::parse::normalise(name) {
+                Ok(kidsafe::blocklist::parse::Normalised::Name(n)) => n.into_owned(),
+                _ => {
+                    eprintln!("error: --allow {name:?} is not a domain name");
+                    return ExitCode::from(2);
+                }
+            };
+            overrides.grants.push(live::Grant {
+                profile: profile.to_string(),
+                allow: name.clone(),
+                until,
+            });
+            format!("{name} is allowed for profile {profile}")
+        }
+        None => {
+            overrides.pauses.push(live::Pause {
+                profile: profile.to_string(),
+                until,
+            });
+            format!("profile {profile} is paused (only allowed names resolve)")
+        }
+    };
+    if let Err(e) = overrides.write(dir) {
+        eprintln!("error: cannot write overrides in {}: {e}", dir.display());
+        return ExitCode::from(1);
+    }
+    let local = until.to_zoned_datetime(config.server.timezone.clone());
+    println!(
+        "{what} until {}; the running daemon applies it within a second",
+        local.strftime("%Y-%m-%d %H:%M %Z")
+    );
     ExitCode::SUCCESS
 }

@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 use crate::blocklist::{self, ListError, LoadedLists};
 use crate::config::{Config, ConfigError};
 use crate::policy::Policy;
+use crate::policy::live::{LiveState, Mac, Overrides, read_neighbours};
 use crate::stats::Counters;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
 use tracing::{info, warn};
 
 /// The compiled state one query needs.
@@ -24,6 +29,10 @@ pub struct Runtime {
     pub lists: LoadedLists,
     /// What this runtime's queries are counted in (see [`crate::stats`]).
     pub counters: Arc<Counters>,
+    /// Schedules, overrides and MAC matches at the last tick (see [`crate::policy::live`]).
+    pub live: ArcSwap<LiveState>,
+    overrides: Mutex<Overrides>,
+    neighbours: Mutex<HashMap<Mac, Vec<IpAddr>>>,
     /// How long the build took (reported at start and reload).
     pub build_time: Duration,
 }
@@ -49,7 +58,9 @@ impl Runtime {
 
     /// Compiles a runtime from an already validated config.
     pub fn build(config: Config, started: Instant) -> Result<Self, BuildError> {
-        let lists = blocklist::load_dirs(&config.list_dirs)?;
+        // The bypass category works before any feed arrives: public DoH resolvers are built in.
+        let builtin: &[(&str, &[&str])] = &[("bypass", crate::policy::special::BYPASS_RESOLVERS)];
+        let lists = blocklist::load_dirs_with(&config.list_dirs, builtin)?;
         let policy = Policy::compile(&config, &lists)?;
         let clients = if config.stats.by_client {
             config.clients.iter().map(|c| c.name.clone()).collect()
@@ -58,7 +69,22 @@ impl Runtime {
         };
         let profiles = config.profiles.iter().map(|p| p.name.clone()).collect();
         let counters = Arc::new(Counters::new(profiles, &lists.categories, clients));
+        // Time-dependent state is right from the first query: overrides and neighbours are read
+        // now, and the ticker keeps them current.
+        let overrides = Overrides::read(&config.server.state_dir).unwrap_or_else(|e| {
+            warn!("overrides not applied: {e}");
+            Overrides::default()
+        });
+        let neighbours = if policy.has_mac_rules() {
+            read_neighbours(&config.server.neighbour_tables)
+        } else {
+            HashMap::new()
+        };
+        let live = LiveState::compute(&policy, &overrides, &neighbours, jiff::Timestamp::now());
         Ok(Self {
+            live: ArcSwap::from_pointee(live),
+            overrides: Mutex::new(overrides),
+            neighbours: Mutex::new(neighbours),
             config,
             policy,
             lists,
@@ -105,6 +131,30 @@ impl Runtime {
         for category in runtime.categories_without_lists() {
             warn!(%category, "a profile blocks this category but no list feeds it yet");
         }
+    }
+
+    /// Replaces the overrides (the next [`Runtime::refresh_live`] applies them).
+    pub fn set_overrides(&self, overrides: Overrides) {
+        if let Ok(mut o) = self.overrides.lock() {
+            *o = overrides;
+        }
+    }
+
+    /// Replaces the neighbour table (the next [`Runtime::refresh_live`] applies it).
+    pub fn set_neighbours(&self, neighbours: HashMap<Mac, Vec<IpAddr>>) {
+        if let Ok(mut n) = self.neighbours.lock() {
+            *n = neighbours;
+        }
+    }
+
+    /// Recomputes the live state at `now` and swaps it in.
+    pub fn refresh_live(&self, now: jiff::Timestamp) {
+        let (Ok(overrides), Ok(neighbours)) = (self.overrides.lock(), self.neighbours.lock())
+        else {
+            return;
+        };
+        let state = LiveState::compute(&self.policy, &overrides, &neighbours, now);
+        self.live.store(Arc::new(state));
     }
 
     /// Categories some profile blocks but no list feeds: valid, but they block nothing yet.

@@ -105,6 +105,14 @@ const FIRST_BAD_KEPT: usize = 5;
 
 /// Loads every `<category>.txt` in `dirs` (sorted by file name, so loads are reproducible).
 pub fn load_dirs(dirs: &[PathBuf]) -> Result<LoadedLists, ListError> {
+    load_dirs_with(dirs, &[])
+}
+
+/// [`load_dirs`], plus names shipped in the binary: (canonical category, names).
+pub fn load_dirs_with(
+    dirs: &[PathBuf],
+    builtin: &[(&str, &[&str])],
+) -> Result<LoadedLists, ListError> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|source| ListError::Dir {
@@ -152,6 +160,20 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<LoadedLists, ListError> {
         };
         let report = load_file(&path, &category, bit, &mut builder)?;
         reports.push(report);
+    }
+    for (category, names) in builtin {
+        let Some(bit) = categories.index(category) else {
+            continue;
+        };
+        for name in *names {
+            builder.insert(name, bit);
+        }
+        reports.push(FileReport {
+            path: PathBuf::from("(built into kidsafe)"),
+            category: (*category).to_string(),
+            names: names.len(),
+            ..FileReport::default()
+        });
     }
     Ok(LoadedLists {
         store: builder.build(),

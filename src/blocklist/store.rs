@@ -88,6 +88,65 @@ impl Store {
         bits
     }
 
+    /// Like [`Store::lookup`], but keeps apart the bits of the name itself and those of its
+    /// listed ancestors (for exact `=name` and `*.name` rules).
+    pub fn lookup_parts<'a, I>(&self, labels: I) -> (u64, u64)
+    where
+        I: DoubleEndedIterator<Item = &'a [u8]>,
+    {
+        let fst = self.map.as_fst();
+        let mut node: Node<'_> = fst.root();
+        let mut out = Output::zero();
+        let (mut own, mut ancestors) = (0u64, 0u64);
+        let mut labels = labels.rev().peekable();
+        let mut depth = 0;
+        while let Some(label) = labels.next() {
+            if depth > 0 {
+                let Some(i) = node.find_input(SEPARATOR) else {
+                    return (own, ancestors);
+                };
+                let t = node.transition(i);
+                out = out.cat(t.out);
+                node = fst.node(t.addr);
+            }
+            depth += 1;
+            for &byte in label {
+                if byte == SEPARATOR {
+                    return (own, ancestors);
+                }
+                let Some(i) = node.find_input(byte.to_ascii_lowercase()) else {
+                    return (own, ancestors);
+                };
+                let t = node.transition(i);
+                out = out.cat(t.out);
+                node = fst.node(t.addr);
+            }
+            if node.is_final() {
+                let value = out.cat(node.final_output()).value();
+                if labels.peek().is_none() {
+                    own |= value;
+                } else {
+                    ancestors |= value;
+                }
+            }
+        }
+        (own, ancestors)
+    }
+
+    /// Every listed suffix of a dotted name with its bits, shortest first (for `explain`).
+    pub fn matching_suffixes(&self, name: &str) -> Vec<(String, u64)> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = name.split('.').collect();
+        (0..labels.len())
+            .rev()
+            .filter_map(|start| {
+                let suffix = labels[start..].join(".");
+                let (own, _) = self.lookup_parts(suffix.split('.').map(str::as_bytes));
+                (own != 0).then_some((suffix, own))
+            })
+            .collect()
+    }
+
     /// Looks up a dotted name (tests, `explain`, tools); the hot path uses [`Store::lookup`].
     pub fn lookup_str(&self, name: &str) -> u64 {
         let name = name.strip_suffix('.').unwrap_or(name);
@@ -315,6 +374,23 @@ mod tests {
         assert_eq!(s.lookup_str("c.example.com"), 1);
         assert_eq!(s.lookup_str("b.example.com"), 3);
         assert_eq!(s.lookup_str("example-x.com"), 1);
+    }
+
+    #[test]
+    fn own_bits_and_ancestor_bits_are_kept_apart() {
+        let s = store(&[("example.com", 0), ("www.example.com", 1)]);
+        let parts = |n: &str| s.lookup_parts(n.split('.').map(str::as_bytes));
+        assert_eq!(parts("example.com"), (1, 0));
+        assert_eq!(parts("www.example.com"), (2, 1));
+        assert_eq!(parts("a.www.example.com"), (0, 3));
+        assert_eq!(parts("other.com"), (0, 0));
+        assert_eq!(
+            s.matching_suffixes("a.www.example.com."),
+            vec![
+                ("example.com".to_string(), 1),
+                ("www.example.com".to_string(), 2)
+            ]
+        );
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub struct ServerConfig {
     /// Idle TCP connections are closed after this. Default `"10s"`.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: Spanned<String>,
+    /// IANA time zone for schedules, e.g. `"Europe/Tirane"`. Default: the system's.
+    pub timezone: Option<Spanned<String>>,
+    /// Neighbour tables read to match clients by MAC address: files in `/proc/net/arp` or
+    /// `ip neigh` format. Default `["/proc/net/arp"]`.
+    #[serde(default = "default_neighbour_tables")]
+    pub neighbour_tables: Vec<Spanned<String>>,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +101,8 @@ impl Default for ServerConfig {
             threads: 0,
             max_in_flight: default_max_in_flight(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            timezone: None,
+            neighbour_tables: default_neighbour_tables(),
         }
     }
 }
@@ -146,6 +154,9 @@ pub struct ListsConfig {
     /// Directories whose `<category>.txt` files are the category lists.
     #[serde(default)]
     pub dirs: Vec<Spanned<String>>,
+    /// Names no profile may block (helplines, safety sites); beats everything.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
 }
 
 /// `[log]`.
@@ -214,15 +225,59 @@ pub struct DefaultsConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileConfig {
-    /// Categories to block.
+    /// An age preset to start from: "under-9", "9-12", "13-15", "16-17" or "adult".
+    pub preset: Option<Spanned<String>>,
+    /// Categories to block (added to the preset's).
     #[serde(default)]
     pub block: Vec<Spanned<String>>,
-    /// Names that always resolve (with their subdomains); allow beats everything.
+    /// Categories the preset blocks that this profile does not.
+    #[serde(default)]
+    pub unblock: Vec<Spanned<String>>,
+    /// Names that always resolve; allow beats everything, schedules included.
+    /// `"example.com"` covers its subdomains, `"*.example.com"` only its subdomains,
+    /// `"=example.com"` only that exact name.
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
-    /// Names always blocked (with their subdomains); deny beats categories.
+    /// Names always blocked (same forms as `allow`); deny beats categories.
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
+    /// `"filter"` (default: block what is listed) or `"allowlist"` (a walled garden: only
+    /// allowed names and allow-type categories resolve).
+    pub mode: Option<Spanned<String>>,
+    /// Categories a walled garden lets through. Default: every allow-type category
+    /// (`kids`, `education`).
+    pub allow_categories: Option<Vec<Spanned<String>>>,
+    /// Force safe search on Google, Bing, DuckDuckGo, Yandex and Ecosia. Default: the preset's,
+    /// else false.
+    pub safe_search: Option<bool>,
+    /// YouTube restricted mode: `"strict"`, `"moderate"` or `"off"`. Default: the preset's, else off.
+    pub youtube: Option<Spanned<String>>,
+    /// Block DNS-bypass tricks (DoH canary, Private Relay, DDR, public DoH resolvers). Default:
+    /// on for any profile that blocks something.
+    pub bypass_guards: Option<bool>,
+    /// `[[profiles.NAME.schedule]]`: time windows.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleConfig>,
+}
+
+/// `[[profiles.NAME.schedule]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Days the window starts: "mon" … "sun", "weekdays", "weekend", "daily".
+    pub days: Vec<Spanned<String>>,
+    /// Start, local time "HH:MM".
+    pub from: Spanned<String>,
+    /// End, local time "HH:MM"; not after `from` means the next day.
+    pub to: Spanned<String>,
+    /// `"all"` (only allowed names resolve) or a list of categories to block too.
+    pub block: Spanned<toml::Value>,
+    /// Dates ("2026-12-24") or ranges ("2027-02-15..2027-02-22") on which the window does not start.
+    #[serde(default)]
+    pub except: Vec<Spanned<String>>,
+    /// When given, the window only starts within these date ranges (term time).
+    #[serde(default)]
+    pub only: Vec<Spanned<String>>,
 }
 
 /// `[[clients]]`.
@@ -291,6 +346,9 @@ fn default_cache_negative_ttl() -> Spanned<String> {
 fn default_log_level() -> Spanned<String> {
     spanned("info".into())
 }
+fn default_neighbour_tables() -> Vec<Spanned<String>> {
+    vec![spanned("/proc/net/arp".into())]
+}
 fn default_true() -> bool {
     true
 }
@@ -340,6 +398,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// List directories, resolved against the config's directory.
     pub list_dirs: Vec<PathBuf>,
+    /// `[lists] allow`: names no profile may block.
+    pub global_allow: Vec<NameRule>,
     /// `[log] level`.
     pub log_level: String,
     /// `[stats]`, checked.
@@ -373,6 +433,10 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// TCP idle timeout.
     pub tcp_idle_timeout: Duration,
+    /// Time zone of schedules.
+    pub timezone: jiff::tz::TimeZone,
+    /// Neighbour tables for MAC matching.
+    pub neighbour_tables: Vec<PathBuf>,
 }
 
 /// `[upstream]`, checked.
@@ -410,17 +474,62 @@ pub struct StatsSettings {
     pub by_client: bool,
 }
 
+/// How much of the name space an allow or deny entry covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleForm {
+    /// `example.com`: the name and everything under it.
+    Tree,
+    /// `*.example.com`: only names under it.
+    Below,
+    /// `=example.com`: only that name.
+    Exact,
+}
+
+/// One allow or deny entry, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRule {
+    /// The name (lower-case A-labels, no trailing dot).
+    pub name: String,
+    /// What it covers.
+    pub form: RuleForm,
+}
+
+/// One schedule window, checked except for category existence.
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// The window's timing and exceptions (its effect is filled in when categories are known).
+    pub window: crate::policy::schedule::Window,
+    /// `block = "all"`.
+    pub block_all: bool,
+    /// `block = [categories]`.
+    pub categories: Vec<Located<String>>,
+}
+
 /// One profile, checked except for category existence.
 #[derive(Debug, Clone)]
 pub struct ProfileSettings {
     /// Its name.
     pub name: String,
-    /// Categories to block, as written (canonicalised), with where.
+    /// Categories to block (the preset's and `block`), canonicalised, with where.
     pub block: Vec<Located<String>>,
-    /// Normalised allowed names.
-    pub allow: Vec<String>,
-    /// Normalised denied names.
-    pub deny: Vec<String>,
+    /// Categories to take out of the preset's.
+    pub unblock: Vec<Located<String>>,
+    /// Allowed names.
+    pub allow: Vec<NameRule>,
+    /// Denied names.
+    pub deny: Vec<NameRule>,
+    /// A walled garden.
+    pub allowlist_mode: bool,
+    /// Categories a walled garden lets through (None: every allow-type category).
+    pub allow_categories: Option<Vec<Located<String>>>,
+    /// Safe search forced.
+    pub safe_search: bool,
+    /// YouTube restriction.
+    pub youtube: crate::policy::special::YouTube,
+    /// Bypass guards on (None: on when the profile blocks anything).
+    pub bypass_guards: Option<bool>,
+    /// Schedule windows.
+    pub schedule: Vec<ScheduleSettings>,
 }
 
 /// One `[[clients]]` rule, checked.
@@ -430,6 +539,8 @@ pub struct ClientSettings {
     pub name: String,
     /// Its networks.
     pub networks: Vec<IpNet>,
+    /// Its devices by MAC address (matched through the neighbour table).
+    pub macs: Vec<crate::policy::live::Mac>,
     /// Index into `Config::profiles`.
     pub profile: usize,
 }
@@ -522,6 +633,7 @@ impl Checker<'_> {
             .iter()
             .map(|d| self.resolve(d.get_ref()))
             .collect();
+        let global_allow = self.rules(&file.lists.allow, "lists.allow");
         let log_level = file.log.level.get_ref().to_ascii_lowercase();
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             self.problem(
@@ -572,6 +684,7 @@ impl Checker<'_> {
             upstream: upstream?,
             cache: cache?,
             list_dirs,
+            global_allow,
             log_level,
             stats: StatsSettings {
                 enabled: file.stats.enabled,
@@ -699,7 +812,28 @@ impl Checker<'_> {
             Duration::from_millis(100),
             Duration::from_secs(600),
         );
+        let timezone = match &s.timezone {
+            None => Some(jiff::tz::TimeZone::system()),
+            Some(name) => match jiff::tz::TimeZone::get(name.get_ref()) {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    self.problem(
+                        name,
+                        "server.timezone",
+                        "not an IANA time zone name; write e.g. \"Europe/Tirane\" or \"UTC\"",
+                    );
+                    None
+                }
+            },
+        };
+        let neighbour_tables = s
+            .neighbour_tables
+            .iter()
+            .map(|t| self.resolve(t.get_ref()))
+            .collect();
         Some(ServerSettings {
+            timezone: timezone?,
+            neighbour_tables,
             listen,
             allow_clients,
             block_response: block_response?,
@@ -752,25 +886,140 @@ impl Checker<'_> {
         })
     }
 
-    fn names(&mut self, values: &[Spanned<String>], key: &str) -> Vec<String> {
+    fn rules(&mut self, values: &[Spanned<String>], key: &str) -> Vec<NameRule> {
         let mut out = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            match normalise(v.get_ref()) {
-                Ok(Normalised::Name(name)) => out.push(name.into_owned()),
-                Ok(Normalised::Skip(_)) | Err(_) => self.problem(
+            let text = v.get_ref().trim();
+            let (form, rest) = if let Some(rest) = text.strip_prefix('=') {
+                (RuleForm::Exact, rest)
+            } else if let Some(rest) = text.strip_prefix("*.") {
+                (RuleForm::Below, rest)
+            } else {
+                (RuleForm::Tree, text)
+            };
+            match normalise(rest) {
+                Ok(Normalised::Name(name)) if !rest.starts_with('*') && !rest.starts_with('.') => {
+                    out.push(NameRule {
+                        name: name.into_owned(),
+                        form,
+                    })
+                }
+                _ => self.problem(
                     v,
                     format!("{key}[{i}]"),
-                    "not a domain name; write e.g. \"example.com\" (it covers its subdomains too)",
+                    "not a domain name; write \"example.com\" (with its subdomains), \"*.example.com\" (only subdomains) or \"=example.com\" (only that name)",
                 ),
             }
         }
         out
     }
 
+    fn categories_at(&self, values: &[Spanned<String>], key: &str) -> Vec<Located<String>> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut located = self.locate(c, format!("{key}[{i}]"));
+                located.value = crate::category::canonical_name(&located.value);
+                located
+            })
+            .collect()
+    }
+
+    fn check_schedule(&mut self, s: &ScheduleConfig, key: &str) -> Option<ScheduleSettings> {
+        use crate::policy::schedule::{DateRange, Effect, Window, parse_days, parse_time};
+        let days: Vec<&str> = s.days.iter().map(|d| d.get_ref().as_str()).collect();
+        let days = match parse_days(&days) {
+            Ok(d) if d.iter().any(|x| *x) => Some(d),
+            Ok(_) => {
+                self.problems.at(
+                    self.header_location(key),
+                    format!("{key}.days"),
+                    "needs at least one day",
+                );
+                None
+            }
+            Err(msg) => {
+                let at = s.days.first().map(|d| d.span()).unwrap_or(0..0);
+                self.problems
+                    .at_span(self.source, at, format!("{key}.days"), msg);
+                None
+            }
+        };
+        let time =
+            |this: &mut Self, v: &Spanned<String>, field: &str, allow_24: bool| match parse_time(
+                v.get_ref(),
+                allow_24,
+            ) {
+                Ok(t) => Some(t),
+                Err(msg) => {
+                    this.problem(v, format!("{key}.{field}"), msg);
+                    None
+                }
+            };
+        let from = time(self, &s.from, "from", false);
+        let to = time(self, &s.to, "to", true);
+        let ranges = |this: &mut Self, values: &[Spanned<String>], field: &str| {
+            let mut out = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                match DateRange::parse(v.get_ref()) {
+                    Ok(r) => out.push(r),
+                    Err(msg) => this.problem(v, format!("{key}.{field}[{i}]"), msg),
+                }
+            }
+            out
+        };
+        let except = ranges(self, &s.except, "except");
+        let only = ranges(self, &s.only, "only");
+        let (block_all, categories) = match s.block.get_ref() {
+            toml::Value::String(all) if all == "all" => (true, Vec::new()),
+            toml::Value::Array(items) => {
+                let mut names = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(c) => names.push(Located {
+                            value: crate::category::canonical_name(c),
+                            at: Location::of_offset(self.source, s.block.span().start),
+                            key: format!("{key}.block[{i}]"),
+                        }),
+                        None => self.problem(
+                            &s.block,
+                            format!("{key}.block[{i}]"),
+                            "categories are strings",
+                        ),
+                    }
+                }
+                (false, names)
+            }
+            _ => {
+                self.problem(
+                    &s.block,
+                    format!("{key}.block"),
+                    "write block = \"all\" or block = [\"games\", \"social\"]",
+                );
+                (false, Vec::new())
+            }
+        };
+        Some(ScheduleSettings {
+            window: Window {
+                days: days?,
+                from: from?,
+                to: to?,
+                effect: Effect::BlockAll,
+                except,
+                only,
+            },
+            block_all,
+            categories,
+        })
+    }
+
     fn check_profiles(
         &mut self,
         profiles: &BTreeMap<String, ProfileConfig>,
     ) -> Vec<ProfileSettings> {
+        use crate::policy::presets;
+        use crate::policy::special::YouTube;
         let mut out = Vec::with_capacity(profiles.len());
         for (name, p) in profiles {
             let key = format!("profiles.{name}");
@@ -782,23 +1031,95 @@ impl Checker<'_> {
                     "profile names use letters, digits, '_' and '-' (at most 40)",
                 );
             }
-            let block = p
-                .block
+            let preset = match &p.preset {
+                None => None,
+                Some(v) => match presets::find(v.get_ref()) {
+                    Some(found) => Some((found, v)),
+                    None => {
+                        let names: Vec<&str> = presets::PRESETS.iter().map(|p| p.name).collect();
+                        self.problem(
+                            v,
+                            format!("{key}.preset"),
+                            format!("unknown preset; use one of {}", names.join(", ")),
+                        );
+                        None
+                    }
+                },
+            };
+            let mut block: Vec<Located<String>> = Vec::new();
+            if let Some((found, v)) = &preset {
+                let at = Location::of_offset(self.source, v.span().start);
+                block.extend(found.block.iter().map(|c| Located {
+                    value: (*c).to_string(),
+                    at,
+                    key: format!("{key}.preset"),
+                }));
+            }
+            block.extend(self.categories_at(&p.block, &format!("{key}.block")));
+            let unblock = self.categories_at(&p.unblock, &format!("{key}.unblock"));
+            let allow = self.rules(&p.allow, &format!("{key}.allow"));
+            let deny = self.rules(&p.deny, &format!("{key}.deny"));
+            let allowlist_mode = match p.mode.as_ref().map(|m| m.get_ref().as_str()) {
+                None | Some("filter") => false,
+                Some("allowlist") => true,
+                Some(_) => {
+                    if let Some(m) = &p.mode {
+                        self.problem(
+                            m,
+                            format!("{key}.mode"),
+                            "must be \"filter\" or \"allowlist\"",
+                        );
+                    }
+                    false
+                }
+            };
+            let allow_categories = p
+                .allow_categories
+                .as_ref()
+                .map(|c| self.categories_at(c, &format!("{key}.allow_categories")));
+            let safe_search = p
+                .safe_search
+                .unwrap_or_else(|| preset.as_ref().is_some_and(|(found, _)| found.safe_search));
+            let youtube_text = match &p.youtube {
+                Some(v) => v.get_ref().clone(),
+                None => preset
+                    .as_ref()
+                    .map_or("off", |(found, _)| found.youtube)
+                    .to_string(),
+            };
+            let youtube = match youtube_text.as_str() {
+                "off" => YouTube::Off,
+                "moderate" => YouTube::Moderate,
+                "strict" => YouTube::Strict,
+                _ => {
+                    if let Some(v) = &p.youtube {
+                        self.problem(
+                            v,
+                            format!("{key}.youtube"),
+                            "must be \"strict\", \"moderate\" or \"off\"",
+                        );
+                    }
+                    YouTube::Off
+                }
+            };
+            let schedule = p
+                .schedule
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    let mut located = self.locate(c, format!("{key}.block[{i}]"));
-                    located.value = crate::category::canonical_name(&located.value);
-                    located
-                })
+                .filter_map(|(i, s)| self.check_schedule(s, &format!("{key}.schedule[{i}]")))
                 .collect();
-            let allow = self.names(&p.allow, &format!("{key}.allow"));
-            let deny = self.names(&p.deny, &format!("{key}.deny"));
             out.push(ProfileSettings {
                 name: name.clone(),
                 block,
+                unblock,
                 allow,
                 deny,
+                allowlist_mode,
+                allow_categories,
+                safe_search,
+                youtube,
+                bypass_guards: p.bypass_guards,
+                schedule,
             });
         }
         out
@@ -836,9 +1157,18 @@ impl Checker<'_> {
         for (i, c) in clients.iter().enumerate() {
             let key = format!("clients[{i}]");
             let profile = self.profile_ref(names, &c.profile, &format!("{key}.profile"));
-            let networks = self.networks(&c.matches, &format!("{key}.match"));
+            let (mac_entries, net_entries): (Vec<&Spanned<String>>, Vec<&Spanned<String>>) = c
+                .matches
+                .iter()
+                .partition(|m| crate::policy::live::parse_mac(m.get_ref()).is_some());
+            let macs = mac_entries
+                .iter()
+                .filter_map(|m| crate::policy::live::parse_mac(m.get_ref()))
+                .collect();
+            let net_entries: Vec<Spanned<String>> = net_entries.into_iter().cloned().collect();
+            let networks = self.networks(&net_entries, &format!("{key}.match"));
             for (j, net) in networks.iter().enumerate() {
-                let Some(written) = c.matches.get(j) else {
+                let Some(written) = net_entries.get(j) else {
                     continue;
                 };
                 if let Some((other, other_profile)) = seen.get(net) {
@@ -856,6 +1186,7 @@ impl Checker<'_> {
             if let Some(profile) = profile {
                 out.push(ClientSettings {
                     name: c.name.clone(),
+                    macs,
                     networks,
                     profile,
                 });

@@ -85,14 +85,15 @@ impl Answer {
         (age < self.lifetime).then_some(age)
     }
 
-    /// The sections with every TTL lowered by `age` seconds.
-    pub fn aged(&self, age: u32) -> [Vec<Record>; 3] {
+    /// The sections with every TTL lowered by `age` seconds and capped at `cap`.
+    pub fn aged(&self, age: u32, cap: Option<u32>) -> [Vec<Record>; 3] {
+        let cap = cap.unwrap_or(u32::MAX);
         let age_all = |records: &[Record]| {
             records
                 .iter()
                 .map(|r| {
                     let mut r = r.clone();
-                    r.ttl = r.ttl.saturating_sub(age);
+                    r.ttl = r.ttl.saturating_sub(age).min(cap);
                     r
                 })
                 .collect()
@@ -102,6 +103,17 @@ impl Answer {
             age_all(&self.authorities),
             age_all(&self.additionals),
         ]
+    }
+
+    /// The largest TTL in the answer.
+    pub fn max_ttl(&self) -> u32 {
+        self.answers
+            .iter()
+            .chain(&self.authorities)
+            .chain(&self.additionals)
+            .map(|r| r.ttl)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether the answer may be cached at all.
@@ -259,7 +271,8 @@ mod tests {
             .get(&key, stored + Duration::from_secs(10))
             .expect("fresh");
         assert_eq!(age, 10);
-        assert_eq!(hit.aged(age)[0][0].ttl, 50);
+        assert_eq!(hit.aged(age, None)[0][0].ttl, 50);
+        assert_eq!(hit.aged(age, Some(7))[0][0].ttl, 7);
         assert!(cache.get(&key, stored + Duration::from_secs(60)).is_none());
         assert!(cache.is_empty(), "an expired entry is removed");
     }

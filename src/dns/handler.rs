@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use arc_swap::Guard;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::rdata::CNAME;
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -27,7 +29,11 @@ use tokio::sync::Semaphore;
 use super::answer;
 use super::cache::{Answer, AnswerCache, CacheKey};
 use super::upstream::{Forwarder, Question};
-use crate::policy::Decision;
+use crate::config::BlockResponse;
+use crate::policy::live::ProfileNow;
+use crate::policy::special::GuardAnswer;
+use crate::policy::{BlockReason, Decision};
+use crate::runtime::Runtime;
 use crate::runtime::SharedRuntime;
 use crate::stats::Outcome;
 
@@ -106,30 +112,38 @@ impl Handler {
         }
 
         let name: &Name = query.name();
-        let (profile, client_rule) = runtime.policy.classify(src);
-        if let Decision::Block(reason) =
-            runtime
-                .policy
-                .decide(profile, || name.iter(), &runtime.lists.store)
-        {
-            // Counted by profile and category only: the name and the address stop here.
-            runtime
-                .counters
-                .record_blocked(profile, reason, client_rule);
-            let server = &runtime.config.server;
-            let made = answer::block(server.block_response, server.block_ttl, name, qtype);
-            drop(runtime);
-            return reply
-                .records(
-                    &mut out,
-                    made.rcode,
-                    false,
-                    &made.answers,
-                    &made.authorities,
-                    &[],
-                )
-                .await;
-        }
+        let live = runtime.live.load();
+        let (profile, client_rule) = match live.by_mac.get(&src) {
+            Some((p, r)) => (*p, Some(*r)),
+            None => runtime.policy.classify(src),
+        };
+        let idle = ProfileNow::default();
+        let now = live.profiles.get(profile).unwrap_or(&idle);
+        // Answers must not outlive the policy that produced them: a bedtime starts on time
+        // even for clients that cache.
+        let ttl_cap = live.seconds_left(profile);
+        let decision = runtime
+            .policy
+            .decide(profile, || name.iter(), &runtime.lists.store, now);
+        drop(live);
+        let rewrite = match decision {
+            Decision::Block(reason) => {
+                return self
+                    .block(
+                        &reply,
+                        &mut out,
+                        &runtime,
+                        (profile, client_rule),
+                        reason,
+                        name,
+                        qtype,
+                        ttl_cap,
+                    )
+                    .await;
+            }
+            Decision::Rewrite(r) => Some(r),
+            Decision::Forward | Decision::Allowed => None,
+        };
 
         // RFC 8482 lets a resolver decline ANY; RD=0 would let one client probe what others
         // visited through the cache.
@@ -140,26 +154,84 @@ impl Handler {
 
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let wants_ad = dnssec_ok || request.metadata.authentic_data;
-        let key = CacheKey {
-            name: query.name().clone(),
+        let question = Question {
+            name: match rewrite {
+                Some(r) => Name::from_ascii(r.target()).unwrap_or_else(|_| name.clone()),
+                None => name.clone(),
+            },
             qtype,
             dnssec_ok,
             checking_disabled: request.metadata.checking_disabled,
         };
-        if let Some((cached, age)) = self.cache.get(&key, Instant::now()) {
-            runtime.counters.record(Outcome::Cached);
-            drop(runtime);
-            return reply.cached(&mut out, &cached, age, wants_ad).await;
-        }
-
         // Keep this runtime's upstreams for the whole exchange, even if a reload lands meanwhile.
         let runtime = Guard::into_inner(runtime);
-        let question = Question {
-            name: name.clone(),
-            qtype,
-            dnssec_ok,
-            checking_disabled: key.checking_disabled,
+        let Some((answer, age)) = self.resolve(&runtime, question).await else {
+            return reply.error(&mut out, ResponseCode::ServFail).await;
         };
+
+        if let Some(r) = rewrite {
+            // The safe-search target's records, behind a CNAME from the name asked.
+            let ttl = ttl_cap.map_or(REWRITE_TTL, |c| c.min(REWRITE_TTL));
+            let target = Name::from_ascii(r.target()).unwrap_or_else(|_| name.clone());
+            let mut answers = vec![Record::from_rdata(
+                name.clone(),
+                ttl,
+                RData::CNAME(CNAME(target)),
+            )];
+            let [more, authorities, additionals] = answer.aged(age, ttl_cap);
+            answers.extend(more);
+            let ad = wants_ad && answer.authentic_data;
+            return reply
+                .records(
+                    &mut out,
+                    answer.rcode,
+                    ad,
+                    &answers,
+                    &authorities,
+                    &additionals,
+                )
+                .await;
+        }
+
+        if decision == Decision::Forward
+            && let Some(reason) = cloaked(&runtime, profile, &answer)
+        {
+            // CNAME cloaking: an allowed name that aliases a blocked one is blocked too.
+            return self
+                .block(
+                    &reply,
+                    &mut out,
+                    &runtime,
+                    (profile, client_rule),
+                    reason,
+                    name,
+                    qtype,
+                    ttl_cap,
+                )
+                .await;
+        }
+        reply
+            .cached(&mut out, &answer, age, wants_ad, ttl_cap)
+            .await
+    }
+
+    /// The answer for `question`: from the cache when fresh, else from the upstreams (and then
+    /// cached). `None` when no upstream answered. Counts the outcome.
+    async fn resolve(
+        &self,
+        runtime: &Arc<Runtime>,
+        question: Question,
+    ) -> Option<(Arc<Answer>, u32)> {
+        let key = CacheKey {
+            name: LowerName::new(&question.name),
+            qtype: question.qtype,
+            dnssec_ok: question.dnssec_ok,
+            checking_disabled: question.checking_disabled,
+        };
+        if let Some(hit) = self.cache.get(&key, Instant::now()) {
+            runtime.counters.record(Outcome::Cached);
+            return Some(hit);
+        }
         match self
             .forwarder
             .resolve(&runtime.config.upstream, &question)
@@ -174,14 +246,93 @@ impl Handler {
                 ));
                 self.cache.insert(key, Arc::clone(&fresh));
                 runtime.counters.record(Outcome::Forwarded);
-                reply.cached(&mut out, &fresh, 0, wants_ad).await
+                Some((fresh, 0))
             }
             Err(_) => {
                 runtime.counters.record(Outcome::Failed);
-                reply.error(&mut out, ResponseCode::ServFail).await
+                None
             }
         }
     }
+
+    /// Answers a blocked name and counts it (by profile and category only: the name and the
+    /// address stop here).
+    #[allow(clippy::too_many_arguments)]
+    async fn block<R: ResponseHandler>(
+        &self,
+        reply: &Reply<'_>,
+        out: &mut R,
+        runtime: &Runtime,
+        (profile, client_rule): (usize, Option<usize>),
+        reason: BlockReason,
+        name: &Name,
+        qtype: RecordType,
+        ttl_cap: Option<u32>,
+    ) -> ResponseInfo {
+        runtime
+            .counters
+            .record_blocked(profile, reason, client_rule);
+        let server = &runtime.config.server;
+        let style = match reason {
+            BlockReason::Guard(GuardAnswer::NxDomain) => BlockResponse::NxDomain,
+            BlockReason::Guard(GuardAnswer::NoData) => BlockResponse::NoData,
+            _ => server.block_response,
+        };
+        let ttl = ttl_cap.map_or(server.block_ttl, |c| c.min(server.block_ttl));
+        let made = answer::block(style, ttl, name, qtype);
+        // RFC 8914: say why (the category), never what matched.
+        let edns = reply.edns.map(|e| {
+            let mut e = e.clone();
+            let category = reason.category(&runtime.lists.categories);
+            let mut payload = EDE_BLOCKED.to_be_bytes().to_vec();
+            payload.extend_from_slice(format!("category={category}").as_bytes());
+            e.options_mut()
+                .insert(EdnsOption::Unknown(EDE_OPTION, payload));
+            e
+        });
+        let with_ede = Reply {
+            request: reply.request,
+            edns: edns.as_ref(),
+        };
+        with_ede
+            .records(
+                out,
+                made.rcode,
+                false,
+                &made.answers,
+                &made.authorities,
+                &[],
+            )
+            .await
+    }
+}
+
+/// How long a safe-search CNAME may be cached.
+const REWRITE_TTL: u32 = 300;
+/// EDNS option code of Extended DNS Errors (RFC 8914).
+const EDE_OPTION: u16 = 15;
+/// Extended DNS Error info code "Blocked".
+const EDE_BLOCKED: u16 = 15;
+
+/// The block reason if a CNAME in `answer` points at a name this profile blocks.
+fn cloaked(runtime: &Runtime, profile: usize, answer: &Answer) -> Option<BlockReason> {
+    let live = runtime.live.load();
+    let idle = ProfileNow::default();
+    let now = live.profiles.get(profile).unwrap_or(&idle);
+    answer.answers.iter().find_map(|r| match &r.data {
+        RData::CNAME(target) => {
+            match runtime
+                .policy
+                .decide(profile, || target.0.iter(), &runtime.lists.store, now)
+            {
+                Decision::Block(reason @ (BlockReason::Category(_) | BlockReason::Denied)) => {
+                    Some(reason)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 #[async_trait::async_trait]
@@ -236,9 +387,10 @@ impl Reply<'_> {
         answer: &Answer,
         age: u32,
         wants_ad: bool,
+        ttl_cap: Option<u32>,
     ) -> ResponseInfo {
         let ad = wants_ad && answer.authentic_data;
-        if age == 0 {
+        if age == 0 && ttl_cap.is_none_or(|cap| answer.max_ttl() <= cap) {
             return self
                 .records(
                     out,
@@ -250,7 +402,7 @@ impl Reply<'_> {
                 )
                 .await;
         }
-        let [answers, authorities, additionals] = answer.aged(age);
+        let [answers, authorities, additionals] = answer.aged(age, ttl_cap);
         self.records(out, answer.rcode, ad, &answers, &authorities, &additionals)
             .await
     }

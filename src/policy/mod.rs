@@ -1,32 +1,59 @@
 //! Compiled profiles and the one question the query path asks: what to do with this name for
-//! this client ([`Policy::decide`]).
+//! this client, now ([`Policy::decide`]).
 //!
-//! Order of precedence, highest first: the profile's `allow` list, its `deny` list, then its
-//! blocked categories; anything else is forwarded. Everything here is immutable, built once per
-//! runtime, and answers without locks, I/O or allocation.
+//! Order of precedence, highest first (each step in README "How a decision is made"):
+//! 1. `[lists] allow` (helplines and safety sites no profile may block);
+//! 2. the profile's `allow` list and any `kidsafe grant` in force;
+//! 3. the profile's `deny` list;
+//! 4. a schedule window with `block = "all"`, or a `kidsafe pause`;
+//! 5. a walled garden (`mode = "allowlist"`): allow-type categories only;
+//! 6. bypass guards (DoH canary, Private Relay, DDR, public DoH resolvers);
+//! 7. safe-search and YouTube rewrites;
+//! 8. blocked categories (the profile's, a schedule window's);
+//! 9. forward.
+//!
+//! Everything here is immutable, built once per runtime; time-dependent facts come in a
+//! [`live::ProfileNow`]. A decision takes no lock, does no I/O and allocates nothing.
 
 pub mod clients;
+pub mod explain;
+pub mod live;
+pub mod presets;
+pub mod schedule;
+pub mod special;
 
 use std::net::IpAddr;
 
 pub use clients::PrefixMap;
 
 use crate::blocklist::{LoadedLists, Store, StoreBuilder};
-use crate::category::{self, Categories};
-use crate::config::{Config, ConfigError, Problems};
+use crate::category::{self, Categories, CategoryKind};
+use crate::config::{Config, ConfigError, Located, NameRule, Problems, RuleForm};
+use live::{Mac, ProfileNow};
+use special::{GuardAnswer, Rewrite, YouTube};
 
-/// Store bit of a profile's allowed names.
-const RULE_ALLOW: u8 = 0;
-/// Store bit of a profile's denied names.
-const RULE_DENY: u8 = 1;
+/// Store bits of allow and deny rules, by form.
+mod rule_bits {
+    pub const ALLOW_TREE: u8 = 0;
+    pub const DENY_TREE: u8 = 1;
+    pub const ALLOW_EXACT: u8 = 2;
+    pub const DENY_EXACT: u8 = 3;
+    pub const ALLOW_BELOW: u8 = 4;
+    pub const DENY_BELOW: u8 = 5;
+}
 
 /// What to do with one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Resolve it upstream.
     Forward,
-    /// Answer with the block response.
+    /// Resolve it upstream: an allow rule named it, so nothing else is checked (not even the
+    /// CNAME chain of the answer).
+    Allowed,
+    /// Answer with a block response.
     Block(BlockReason),
+    /// Answer with a CNAME to a safe-search target and the target's records.
+    Rewrite(Rewrite),
 }
 
 /// Why a name was blocked: the only thing about a query that may be counted or told.
@@ -36,6 +63,25 @@ pub enum BlockReason {
     Category(u8),
     /// The name is on the profile's deny list.
     Denied,
+    /// A schedule window or a pause blocks everything not allowed.
+    Schedule,
+    /// A walled garden lets through only what is allowed.
+    WalledGarden,
+    /// A bypass guard answers this name.
+    Guard(GuardAnswer),
+}
+
+impl BlockReason {
+    /// The category name reported for this reason (stats, Extended DNS Error text).
+    pub fn category<'a>(&self, categories: &'a Categories) -> &'a str {
+        match self {
+            BlockReason::Category(bit) => categories.name(*bit),
+            BlockReason::Denied => "denylist",
+            BlockReason::Schedule => "schedule",
+            BlockReason::WalledGarden => "walled-garden",
+            BlockReason::Guard(_) => "bypass",
+        }
+    }
 }
 
 /// One compiled profile.
@@ -45,8 +91,20 @@ pub struct Profile {
     pub name: String,
     /// Bits of the categories it blocks.
     pub block_mask: u64,
-    /// Its allow (bit 0) and deny (bit 1) names.
+    /// Allow and deny names, by form (see [`rule_bits`]).
     rules: Store,
+    /// A walled garden.
+    pub allowlist_mode: bool,
+    /// Categories a walled garden lets through.
+    pub allow_mask: u64,
+    /// Safe search forced.
+    pub safe_search: bool,
+    /// YouTube restriction.
+    pub youtube: YouTube,
+    /// Bypass guards on.
+    pub guards: bool,
+    /// Schedule windows.
+    pub schedule: Vec<schedule::Window>,
 }
 
 /// All profiles, the client rules, and the access list.
@@ -56,7 +114,51 @@ pub struct Policy {
     default_profile: usize,
     /// Network → (profile index, index of the `[[clients]]` rule).
     clients: PrefixMap<(usize, usize)>,
+    /// MAC → (profile index, client rule index).
+    mac_rules: Vec<(Mac, (usize, usize))>,
     allowed_clients: PrefixMap<()>,
+    /// `[lists] allow`, with the allow bits of [`rule_bits`].
+    global_allow: Store,
+    /// Guarded names: bit 0 NXDOMAIN, bit 1 NODATA.
+    guarded: Store,
+    bypass_bit: u64,
+    timezone: jiff::tz::TimeZone,
+}
+
+/// Collects decision steps for `kidsafe explain`; the query path uses [`NoTrace`].
+pub trait Trace {
+    /// Records a step; `text` is only called when someone is listening.
+    fn note(&mut self, text: impl FnOnce() -> String);
+}
+
+/// The query path's tracer: records nothing and compiles to nothing.
+pub struct NoTrace;
+
+impl Trace for NoTrace {
+    #[inline(always)]
+    fn note(&mut self, _text: impl FnOnce() -> String) {}
+}
+
+impl Trace for Vec<String> {
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        self.push(text());
+    }
+}
+
+fn rules_store(rules: &[NameRule], tree: u8, exact: u8, below: u8, into: &mut StoreBuilder) {
+    for r in rules {
+        let bit = match r.form {
+            RuleForm::Tree => tree,
+            RuleForm::Exact => exact,
+            RuleForm::Below => below,
+        };
+        into.insert(&r.name, bit);
+    }
+}
+
+/// Whether (own, ancestor) bits from [`Store::lookup_parts`] match a rule of one kind.
+fn rule_hit((own, ancestors): (u64, u64), tree: u8, exact: u8, below: u8) -> bool {
+    (own | ancestors) & (1 << tree) != 0 || own & (1 << exact) != 0 || ancestors & (1 << below) != 0
 }
 
 impl Policy {
@@ -64,30 +166,63 @@ impl Policy {
     /// must be in the vocabulary or fed by a list file; the error says where it was written.
     pub fn compile(config: &Config, lists: &LoadedLists) -> Result<Self, ConfigError> {
         let mut problems = Problems::default();
-        let mut profiles = Vec::with_capacity(config.profiles.len());
-        for p in &config.profiles {
-            let mut block_mask = 0u64;
-            for located in &p.block {
-                match lists.categories.index(&located.value) {
-                    Some(bit) => block_mask |= 1 << u32::from(bit),
+        let categories = &lists.categories;
+        let mask_of = |names: &[Located<String>], problems: &mut Problems| {
+            let mut mask = 0u64;
+            for located in names {
+                match categories.index(&located.value) {
+                    Some(bit) => mask |= 1 << u32::from(bit),
                     None => problems.at(
                         located.at,
                         located.key.clone(),
-                        unknown_category_message(&located.value, &lists.categories),
+                        unknown_category_message(&located.value, categories),
                     ),
                 }
             }
+            mask
+        };
+        let allow_type_mask: u64 = category::VOCABULARY
+            .iter()
+            .filter(|c| c.kind == CategoryKind::Allow)
+            .filter_map(|c| categories.index(c.name))
+            .fold(0, |m, bit| m | (1 << u32::from(bit)));
+        let bypass_bit = categories
+            .index("bypass")
+            .map_or(0, |b| 1u64 << u32::from(b));
+
+        let mut profiles = Vec::with_capacity(config.profiles.len());
+        for p in &config.profiles {
+            let block_mask = mask_of(&p.block, &mut problems) & !mask_of(&p.unblock, &mut problems);
+            let allow_mask = match &p.allow_categories {
+                Some(names) => mask_of(names, &mut problems),
+                None => allow_type_mask,
+            };
+            let mut schedule = Vec::with_capacity(p.schedule.len());
+            for s in &p.schedule {
+                let mut window = s.window.clone();
+                window.effect = if s.block_all {
+                    schedule::Effect::BlockAll
+                } else {
+                    schedule::Effect::Categories(mask_of(&s.categories, &mut problems))
+                };
+                schedule.push(window);
+            }
             let mut rules = StoreBuilder::default();
-            for name in &p.allow {
-                rules.insert(name, RULE_ALLOW);
-            }
-            for name in &p.deny {
-                rules.insert(name, RULE_DENY);
-            }
+            use rule_bits::*;
+            rules_store(&p.allow, ALLOW_TREE, ALLOW_EXACT, ALLOW_BELOW, &mut rules);
+            rules_store(&p.deny, DENY_TREE, DENY_EXACT, DENY_BELOW, &mut rules);
             profiles.push(Profile {
                 name: p.name.clone(),
                 block_mask,
                 rules: rules.build(),
+                allowlist_mode: p.allowlist_mode,
+                allow_mask,
+                safe_search: p.safe_search,
+                youtube: p.youtube,
+                guards: p
+                    .bypass_guards
+                    .unwrap_or(block_mask != 0 || p.allowlist_mode || !p.schedule.is_empty()),
+                schedule,
             });
         }
         if !problems.is_empty() {
@@ -98,20 +233,51 @@ impl Policy {
         }
 
         let mut clients = PrefixMap::default();
+        let mut mac_rules = Vec::new();
         for (index, rule) in config.clients.iter().enumerate() {
             for net in &rule.networks {
                 clients.insert(*net, (rule.profile, index));
+            }
+            for mac in &rule.macs {
+                mac_rules.push((*mac, (rule.profile, index)));
             }
         }
         let mut allowed_clients = PrefixMap::default();
         for net in &config.server.allow_clients {
             allowed_clients.insert(*net, ());
         }
+        let mut global = StoreBuilder::default();
+        {
+            use rule_bits::*;
+            rules_store(
+                &config.global_allow,
+                ALLOW_TREE,
+                ALLOW_EXACT,
+                ALLOW_BELOW,
+                &mut global,
+            );
+        }
+        let mut guarded = StoreBuilder::default();
+        for (name, answer) in special::GUARDED {
+            guarded.insert(
+                name,
+                if *answer == GuardAnswer::NxDomain {
+                    0
+                } else {
+                    1
+                },
+            );
+        }
         Ok(Self {
             profiles,
             default_profile: config.default_profile,
             clients,
+            mac_rules,
             allowed_clients,
+            global_allow: global.build(),
+            guarded: guarded.build(),
+            bypass_bit,
+            timezone: config.server.timezone.clone(),
         })
     }
 
@@ -126,7 +292,8 @@ impl Policy {
     }
 
     /// The profile index for a client and the index of the `[[clients]]` rule that chose it
-    /// (`None` when the default profile applies).
+    /// (`None` when the default profile applies). MAC matches are looked up by the caller in
+    /// the live state first.
     pub fn classify(&self, ip: IpAddr) -> (usize, Option<usize>) {
         match self.clients.get(ip) {
             Some((profile, rule)) => (*profile, Some(*rule)),
@@ -134,7 +301,7 @@ impl Policy {
         }
     }
 
-    /// A profile by index (indices come from [`Policy::profile_for`]).
+    /// A profile by index.
     pub fn profile(&self, index: usize) -> Option<&Profile> {
         self.profiles.get(index)
     }
@@ -144,34 +311,140 @@ impl Policy {
         &self.profiles
     }
 
+    /// The schedules' time zone.
+    pub fn timezone(&self) -> &jiff::tz::TimeZone {
+        &self.timezone
+    }
+
+    /// MAC rules: MAC → (profile, client rule).
+    pub fn mac_rules(&self) -> &[(Mac, (usize, usize))] {
+        &self.mac_rules
+    }
+
+    /// Whether any client is matched by MAC (the neighbour table is only read then).
+    pub fn has_mac_rules(&self) -> bool {
+        !self.mac_rules.is_empty()
+    }
+
     /// Decides for a name. `labels` yields its labels leftmost first (see [`Store::lookup`]);
-    /// it is called once per store consulted.
-    pub fn decide<'a, F, I>(&self, profile: usize, labels: F, lists: &Store) -> Decision
+    /// it is called once per store consulted. `now` is the profile's live state.
+    pub fn decide<'a, F, I>(
+        &self,
+        profile: usize,
+        labels: F,
+        lists: &Store,
+        now: &ProfileNow,
+    ) -> Decision
     where
         F: Fn() -> I,
         I: DoubleEndedIterator<Item = &'a [u8]>,
     {
-        let Some(profile) = self.profiles.get(profile) else {
+        self.decide_traced(profile, labels, lists, now, &mut NoTrace)
+    }
+
+    /// [`Policy::decide`], telling `trace` each step (for `kidsafe explain`).
+    pub fn decide_traced<'a, F, I, T>(
+        &self,
+        profile: usize,
+        labels: F,
+        lists: &Store,
+        now: &ProfileNow,
+        trace: &mut T,
+    ) -> Decision
+    where
+        F: Fn() -> I,
+        I: DoubleEndedIterator<Item = &'a [u8]>,
+        T: Trace,
+    {
+        use rule_bits::*;
+        let Some(p) = self.profiles.get(profile) else {
             return Decision::Forward;
         };
-        if !profile.rules.is_empty() {
-            let rules = profile.rules.lookup(labels());
-            if rules & (1 << RULE_ALLOW) != 0 {
-                return Decision::Forward;
-            }
-            if rules & (1 << RULE_DENY) != 0 {
-                return Decision::Block(BlockReason::Denied);
+        if !self.global_allow.is_empty()
+            && rule_hit(
+                self.global_allow.lookup_parts(labels()),
+                ALLOW_TREE,
+                ALLOW_EXACT,
+                ALLOW_BELOW,
+            )
+        {
+            trace.note(|| "allowed by [lists] allow (no profile may block it)".into());
+            return Decision::Allowed;
+        }
+        let rules = if p.rules.is_empty() {
+            (0, 0)
+        } else {
+            p.rules.lookup_parts(labels())
+        };
+        if rule_hit(rules, ALLOW_TREE, ALLOW_EXACT, ALLOW_BELOW) {
+            trace.note(|| format!("allowed by profile {}'s allow list", p.name));
+            return Decision::Allowed;
+        }
+        if !now.grants.is_empty() && now.grants.lookup(labels()) != 0 {
+            trace.note(|| "allowed by a `kidsafe grant` in force".into());
+            return Decision::Allowed;
+        }
+        if rule_hit(rules, DENY_TREE, DENY_EXACT, DENY_BELOW) {
+            trace.note(|| format!("denied by profile {}'s deny list", p.name));
+            return Decision::Block(BlockReason::Denied);
+        }
+        if now.block_all {
+            trace.note(|| "a schedule window (block = \"all\") or a pause is in force".into());
+            return Decision::Block(BlockReason::Schedule);
+        }
+        let listed = || lists.lookup(labels());
+        if p.allowlist_mode {
+            let bits = listed();
+            return if bits & p.allow_mask != 0 {
+                trace.note(|| "walled garden: in an allowed category".into());
+                Decision::Allowed
+            } else {
+                trace.note(|| "walled garden: not allowed, so blocked".into());
+                Decision::Block(BlockReason::WalledGarden)
+            };
+        }
+        if p.guards {
+            let guard = self.guarded.lookup(labels());
+            if guard != 0 {
+                let answer = if guard & 1 != 0 {
+                    GuardAnswer::NxDomain
+                } else {
+                    GuardAnswer::NoData
+                };
+                trace.note(|| format!("bypass guard: answered {answer:?}"));
+                return Decision::Block(BlockReason::Guard(answer));
             }
         }
-        if profile.block_mask == 0 {
+        if (p.safe_search || p.youtube != YouTube::Off)
+            && let Some(rewrite) = special::rewrite_for_iter(labels(), p.safe_search, p.youtube)
+        {
+            trace.note(|| format!("safe search: CNAME to {}", rewrite.target()));
+            return Decision::Rewrite(rewrite);
+        }
+        let guard_mask = if p.guards { self.bypass_bit } else { 0 };
+        let mask = p.block_mask | now.extra_mask | guard_mask;
+        if mask == 0 {
+            trace.note(|| "no category blocked".into());
             return Decision::Forward;
         }
-        let hit = lists.lookup(labels()) & profile.block_mask;
+        let hit = listed() & mask;
         if hit == 0 {
+            trace.note(|| "in no blocked category".into());
             Decision::Forward
         } else {
             // The lowest bit wins: vocabulary order, then custom categories by name.
-            Decision::Block(BlockReason::Category(hit.trailing_zeros() as u8))
+            let bit = hit.trailing_zeros() as u8;
+            trace.note(|| {
+                let why = if p.block_mask & (1 << bit) != 0 {
+                    "blocked by the profile"
+                } else if now.extra_mask & (1 << bit) != 0 {
+                    "blocked by a schedule window"
+                } else {
+                    "blocked by the bypass guards"
+                };
+                format!("category bit {bit}: {why}")
+            });
+            Decision::Block(BlockReason::Category(bit))
         }
     }
 }
@@ -235,7 +508,12 @@ mod tests {
             .iter()
             .position(|p| p.name == profile)
             .expect("profile");
-        policy.decide(index, || name.split('.').map(str::as_bytes), &lists.store)
+        policy.decide(
+            index,
+            || name.split('.').map(str::as_bytes),
+            &lists.store,
+            &ProfileNow::default(),
+        )
     }
 
     #[test]
@@ -249,7 +527,7 @@ mod tests {
         let adult = lists.categories.index("adult").expect("a");
         assert_eq!(
             decide(&policy, &lists, "teen", "www.ok.casino.example"),
-            Decision::Forward
+            Decision::Allowed
         );
         assert_eq!(
             decide(&policy, &lists, "teen", "casino.example"),
@@ -334,6 +612,215 @@ mod tests {
         assert_eq!(name_of("192.168.9.9"), "teen");
         assert!(policy.client_allowed("192.168.9.9".parse().expect("ip")));
         assert!(!policy.client_allowed("203.0.113.9".parse().expect("ip")));
+    }
+
+    fn decide_at(
+        policy: &Policy,
+        lists: &LoadedLists,
+        profile: &str,
+        name: &str,
+        now: &ProfileNow,
+    ) -> Decision {
+        let index = policy
+            .profiles()
+            .iter()
+            .position(|p| p.name == profile)
+            .expect("profile");
+        policy.decide(
+            index,
+            || name.split('.').map(str::as_bytes),
+            &lists.store,
+            now,
+        )
+    }
+
+    #[test]
+    fn presets_with_additions_and_removals() {
+        let (config, lists) = setup(
+            "[profiles.teen]\npreset = \"13-15\"\nblock = [\"gambling\"]\nunblock = [\"drugs\"]\n\
+             [profiles.kid]\npreset = \"under-9\"\n",
+        );
+        let policy = Policy::compile(&config, &lists).expect("compiles");
+        let bit = |c: &str| 1u64 << lists.categories.index(c).expect("known");
+        let teen = &policy.profiles()[policy
+            .profiles()
+            .iter()
+            .position(|p| p.name == "teen")
+            .expect("teen")];
+        assert_ne!(teen.block_mask & bit("gambling"), 0);
+        assert_eq!(teen.block_mask & bit("drugs"), 0, "unblocked");
+        assert_ne!(teen.block_mask & bit("hate"), 0, "from the preset");
+        assert!(teen.safe_search && teen.youtube == YouTube::Moderate && teen.guards);
+        let kid = &policy.profiles()[policy
+            .profiles()
+            .iter()
+            .position(|p| p.name == "kid")
+            .expect("kid")];
+        assert_ne!(kid.block_mask & bit("social"), 0);
+        assert_eq!(kid.youtube, YouTube::Strict);
+        assert_eq!(
+            decide(&policy, &lists, "teen", "both.example"),
+            Decision::Block(BlockReason::Category(
+                lists.categories.index("adult").expect("a")
+            ))
+        );
+    }
+
+    #[test]
+    fn exact_and_wildcard_rules_and_the_global_allow_list() {
+        let (mut config, lists) = setup(
+            "[profiles.teen]\nblock = [\"adult\"]\n\
+             allow = [\"=adult.example\"]\ndeny = [\"*.school.example\"]\n",
+        );
+        assert_eq!(
+            decide(&policy_of(&config, &lists), &lists, "teen", "adult.example"),
+            Decision::Allowed
+        );
+        let adult = lists.categories.index("adult").expect("a");
+        assert_eq!(
+            decide(
+                &policy_of(&config, &lists),
+                &lists,
+                "teen",
+                "www.adult.example"
+            ),
+            Decision::Block(BlockReason::Category(adult)),
+            "=name allows only that name"
+        );
+        assert_eq!(
+            decide(
+                &policy_of(&config, &lists),
+                &lists,
+                "teen",
+                "school.example"
+            ),
+            Decision::Forward
+        );
+        assert_eq!(
+            decide(
+                &policy_of(&config, &lists),
+                &lists,
+                "teen",
+                "chat.school.example"
+            ),
+            Decision::Block(BlockReason::Denied),
+            "*.name denies only below it"
+        );
+        config.global_allow = vec![NameRule {
+            name: "chat.school.example".into(),
+            form: RuleForm::Tree,
+        }];
+        assert_eq!(
+            decide(
+                &policy_of(&config, &lists),
+                &lists,
+                "teen",
+                "x.chat.school.example"
+            ),
+            Decision::Allowed
+        );
+    }
+
+    fn policy_of(config: &Config, lists: &LoadedLists) -> Policy {
+        Policy::compile(config, lists).expect("compiles")
+    }
+
+    #[test]
+    fn schedules_pauses_and_grants_come_through_the_live_state() {
+        let (config, lists) =
+            setup("[profiles.teen]\nblock = [\"adult\"]\nallow = [\"helpline.example\"]\n");
+        let policy = policy_of(&config, &lists);
+        let bedtime = ProfileNow {
+            block_all: true,
+            ..ProfileNow::default()
+        };
+        assert_eq!(
+            decide_at(&policy, &lists, "teen", "school.example", &bedtime),
+            Decision::Block(BlockReason::Schedule)
+        );
+        assert_eq!(
+            decide_at(&policy, &lists, "teen", "helpline.example", &bedtime),
+            Decision::Allowed,
+            "allow beats schedules"
+        );
+        let homework = ProfileNow {
+            extra_mask: 1 << lists.categories.index("gambling").expect("g"),
+            ..ProfileNow::default()
+        };
+        assert!(matches!(
+            decide_at(&policy, &lists, "teen", "casino.example", &homework),
+            Decision::Block(BlockReason::Category(_))
+        ));
+        assert_eq!(
+            decide(&policy, &lists, "teen", "casino.example"),
+            Decision::Forward
+        );
+        let mut grants = StoreBuilder::default();
+        grants.insert("adult.example", 0);
+        let granted = ProfileNow {
+            grants: grants.build(),
+            ..bedtime
+        };
+        assert_eq!(
+            decide_at(&policy, &lists, "teen", "www.adult.example", &granted),
+            Decision::Allowed
+        );
+    }
+
+    #[test]
+    fn walled_gardens_guards_and_safe_search() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("child.txt"), "games-for-kids.example\n").expect("write");
+        std::fs::write(dir.path().join("adult.txt"), "adult.example\n").expect("write");
+        let source = format!(
+            "[upstream]\nservers = [\"127.0.0.1:53\"]\n[lists]\ndirs = [\"{}\"]\n[defaults]\nprofile = \"garden\"\n\
+             [profiles.garden]\nmode = \"allowlist\"\nallow = [\"school.example\"]\n\
+             [profiles.teen]\nblock = [\"adult\"]\nsafe_search = true\nyoutube = \"strict\"\n\
+             [profiles.open]\n",
+            dir.path().display()
+        );
+        let config =
+            Config::from_source(std::path::Path::new("/k/kidsafe.toml"), &source).expect("config");
+        let lists = crate::blocklist::load_dirs(&config.list_dirs).expect("lists");
+        let policy = policy_of(&config, &lists);
+        assert_eq!(
+            decide(&policy, &lists, "garden", "games-for-kids.example"),
+            Decision::Allowed,
+            "UT1 child maps to kids"
+        );
+        assert_eq!(
+            decide(&policy, &lists, "garden", "www.school.example"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            decide(&policy, &lists, "garden", "news.example"),
+            Decision::Block(BlockReason::WalledGarden)
+        );
+        assert_eq!(
+            decide(&policy, &lists, "teen", "use-application-dns.net"),
+            Decision::Block(BlockReason::Guard(GuardAnswer::NxDomain))
+        );
+        assert_eq!(
+            decide(&policy, &lists, "teen", "_dns.resolver.arpa"),
+            Decision::Block(BlockReason::Guard(GuardAnswer::NoData))
+        );
+        assert_eq!(
+            decide(&policy, &lists, "teen", "www.google.al"),
+            Decision::Rewrite(Rewrite::Google)
+        );
+        assert_eq!(
+            decide(&policy, &lists, "teen", "www.youtube.com"),
+            Decision::Rewrite(Rewrite::YouTubeStrict)
+        );
+        // A profile that blocks nothing has no guards and no rewrites.
+        assert_eq!(
+            decide(&policy, &lists, "open", "use-application-dns.net"),
+            Decision::Forward
+        );
+        assert_eq!(
+            decide(&policy, &lists, "open", "www.google.al"),
+            Decision::Forward
+        );
     }
 
     #[test]

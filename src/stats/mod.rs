@@ -30,6 +30,8 @@ use crate::policy::BlockReason;
 
 /// The pseudo-category counted for names on a profile's deny list.
 pub const DENY_CATEGORY: &str = "denylist";
+/// Pseudo-categories counted for blocks that no list decided, after the real categories.
+pub const PSEUDO_CATEGORIES: [&str; 3] = [DENY_CATEGORY, "schedule", "walled-garden"];
 
 /// How one query ended, for the per-hour totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,10 @@ impl Outcome {
 /// The counters of one runtime: a dense matrix indexed by client slot, profile and category.
 #[derive(Debug)]
 pub struct Counters {
+    /// Index of the `bypass` category (where guard blocks are counted).
+    bypass: usize,
+    /// Index of the first pseudo-category.
+    pseudo: usize,
     profiles: Vec<String>,
     categories: Vec<String>,
     /// Slot 0 is "no client name" (or `by_client` off); slot i+1 is `[[clients]]` rule i.
@@ -106,11 +112,15 @@ impl Counters {
     /// per-client counting is on, else empty.
     pub fn new(profiles: Vec<String>, categories: &Categories, clients: Vec<String>) -> Self {
         let mut names: Vec<String> = categories.names().map(str::to_string).collect();
-        names.push(DENY_CATEGORY.to_string());
+        let bypass = categories.index("bypass").map_or(0, usize::from);
+        let pseudo = names.len();
+        names.extend(PSEUDO_CATEGORIES.iter().map(|c| c.to_string()));
         let mut slots = vec![String::new()];
         slots.extend(clients);
         let cells = slots.len() * profiles.len().max(1) * names.len();
         Self {
+            bypass,
+            pseudo,
             profiles,
             categories: names,
             clients: slots,
@@ -124,7 +134,10 @@ impl Counters {
     pub fn record_blocked(&self, profile: usize, reason: BlockReason, client: Option<usize>) {
         let category = match reason {
             BlockReason::Category(bit) => usize::from(bit),
-            BlockReason::Denied => self.categories.len() - 1,
+            BlockReason::Guard(_) => self.bypass,
+            BlockReason::Denied => self.pseudo,
+            BlockReason::Schedule => self.pseudo + 1,
+            BlockReason::WalledGarden => self.pseudo + 2,
         };
         let slot = match client {
             Some(rule) if rule + 1 < self.clients.len() => rule + 1,
