@@ -223,3 +223,21 @@ fn accepted_oddities() {
     let nul = MINIMAL.replace("adult", "ad\0ult");
     assert!(load(&nul).is_err());
 }
+
+/// The family and school examples in README.md are real configs.
+#[test]
+fn the_readme_examples_are_valid() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README");
+    for heading in ["### A family", "### A school"] {
+        let after = readme.split(heading).nth(1).expect("section");
+        let toml_block = after
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block");
+        let source = format!("{toml_block}\n[upstream]\nservers = [\"127.0.0.1:53\"]\n");
+        let config = load(&source).unwrap_or_else(|e| panic!("{heading}: {e}"));
+        assert!(config.profiles.len() >= 3, "{heading}");
+    }
+}

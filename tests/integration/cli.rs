@@ -493,3 +493,192 @@ async fn a_relative_config_path_is_watched() {
     assert!(text.contains("last reload ok"), "{text}");
     daemon.stop();
 }
+
+fn run(args: &[&str], config: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_prints_the_decision_chain_for_each_path() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        upstream.addr,
+        "timezone = \"Europe/Tirane\"",
+        "[profiles.night]\nblock = [\"adult\"]\nsafe_search = true\n\
+         [[profiles.night.schedule]]\ndays = [\"weekdays\"]\nfrom = \"21:00\"\nto = \"07:00\"\nblock = \"all\"\n\
+         [[clients]]\nname = \"bedroom\"\nmatch = [\"127.0.9.0/24\"]\nprofile = \"night\"\n",
+    );
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &[
+                "explain",
+                "www.blocked.example.test",
+                "--client",
+                "127.0.0.1",
+            ],
+            &[
+                "defaults.profile teen",
+                "blocked.example.test is listed in adult",
+                "category adult: blocked by the profile",
+                "answer   blocked (adult): NxDomain, TTL 60 s",
+            ],
+        ),
+        (
+            &["explain", "khan.example.test", "--client", "127.0.0.5"],
+            &[
+                "rule \"kid\" (longest matching prefix) -> profile child",
+                "allowed by profile child's allow list",
+                "forwarded",
+            ],
+        ),
+        (
+            &["explain", "www.example.test", "--client", "127.0.0.5"],
+            &["denied by profile child's deny list", "blocked (denylist)"],
+        ),
+        (
+            &[
+                "explain",
+                "news.example.test",
+                "--client",
+                "127.0.9.7",
+                "--at",
+                "2026-12-01T21:30",
+            ],
+            &[
+                "profile night",
+                "schedule a block-all window or a pause is in force",
+                "2026-12-02 07:00 CET",
+                "blocked (schedule)",
+            ],
+        ),
+        (
+            &[
+                "explain",
+                "www.google.al",
+                "--client",
+                "127.0.9.7",
+                "--at",
+                "2026-12-01T12:00",
+            ],
+            &[
+                "safe search: CNAME to forcesafesearch.google.com.",
+                "answer   CNAME forcesafesearch.google.com.",
+            ],
+        ),
+        (
+            &[
+                "explain",
+                "use-application-dns.net",
+                "--client",
+                "127.0.0.1",
+            ],
+            &["bypass guard", "NXDOMAIN"],
+        ),
+        (
+            &["explain", "www.example.test", "--client", "203.0.113.9"],
+            &["not in server.allow_clients: REFUSED"],
+        ),
+    ];
+    for (args, wants) in cases {
+        let (ok, text) = run(args, &config);
+        assert!(ok, "{args:?}: {text}");
+        for want in *wants {
+            assert!(text.contains(want), "{args:?}: missing {want:?} in\n{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_and_pause_apply_to_the_running_daemon_and_expire() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let daemon = Spawned::start(&config);
+    let addr = daemon.addr;
+    assert!(is_kidsafe_block(&ask(addr, BLOCKED, RecordType::A).await));
+
+    let (ok, text) = run(
+        &[
+            "grant",
+            "--profile",
+            "teen",
+            "--allow",
+            "blocked.example.test",
+            "--for",
+            "30m",
+        ],
+        &config,
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("blocked.example.test is allowed for profile teen until"),
+        "{text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_kidsafe_block(&ask(addr, BLOCKED, RecordType::A).await) {
+        assert!(Instant::now() < deadline, "grant not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (ok, text) = run(&["pause", "--profile", "teen", "--for", "1h"], &config);
+    assert!(ok, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !is_kidsafe_block(&ask(addr, WWW, RecordType::A).await) {
+        assert!(Instant::now() < deadline, "pause not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // During a pause, granted and allowed names still resolve.
+    assert_eq!(
+        ask(addr, BLOCKED, RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+
+    // Overrides expire by themselves: rewrite the file with an end in the past.
+    let path = dir.path().join("state/overrides.json");
+    let text = std::fs::read_to_string(&path).expect("overrides written under state_dir");
+    let past = "2000-01-01T00:00:00Z";
+    let mut json: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for list in ["grants", "pauses"] {
+        for item in json[list].as_array_mut().expect("array") {
+            item["until"] = serde_json::Value::String(past.into());
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec(&json).expect("json")).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !is_kidsafe_block(&ask(addr, BLOCKED, RecordType::A).await) {
+        assert!(Instant::now() < deadline, "expired grant still applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        a_records(&ask(addr, WWW, RecordType::A).await),
+        vec![WWW_V4]
+    );
+
+    let (ok, text) = run(
+        &[
+            "grant",
+            "--profile",
+            "nobody",
+            "--allow",
+            "x.example",
+            "--for",
+            "30m",
+        ],
+        &config,
+    );
+    assert!(!ok && text.contains("no profile \"nobody\""), "{text}");
+    daemon.stop();
+}

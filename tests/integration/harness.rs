@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::{A, AAAA, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -107,8 +107,57 @@ impl Upstream {
                 7
             ));
         }
+        assert!(zone.upsert_mut(
+            Record::from_rdata(
+                name("cloak.example.test."),
+                300,
+                RData::CNAME(CNAME(name(BLOCKED)))
+            ),
+            7
+        ));
         let mut catalog = Catalog::new();
         catalog.upsert(origin.into(), vec![Arc::new(zone)]);
+        // The safe-search targets, as the real providers publish them.
+        for (zone_name, hosts) in [
+            (
+                "google.com.",
+                &[("forcesafesearch.google.com.", [216, 239, 38, 120])][..],
+            ),
+            (
+                "youtube.com.",
+                &[
+                    ("restrict.youtube.com.", [216, 239, 38, 120]),
+                    ("restrictmoderate.youtube.com.", [216, 239, 38, 119]),
+                ][..],
+            ),
+            (
+                "bing.com.",
+                &[("strict.bing.com.", [204, 79, 197, 220])][..],
+            ),
+        ] {
+            let origin = name(zone_name);
+            let mut z =
+                InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
+                    origin.clone(),
+                    ZoneType::Primary,
+                    AxfrPolicy::Deny,
+                );
+            let soa = SOA::new(
+                name("ns.example.test."),
+                name("admin.example.test."),
+                1,
+                3600,
+                600,
+                86_400,
+                300,
+            );
+            assert!(z.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1));
+            for (host, ip) in hosts {
+                let a = RData::A(A::new(ip[0], ip[1], ip[2], ip[3]));
+                assert!(z.upsert_mut(Record::from_rdata(name(host), 300, a), 1));
+            }
+            catalog.upsert(origin.into(), vec![Arc::new(z)]);
+        }
 
         let udp = UdpSocket::bind("127.0.0.1:0")
             .await

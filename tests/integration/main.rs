@@ -5,5 +5,6 @@
 mod cli;
 mod filtering;
 mod harness;
+mod profiles;
 mod reload;
 mod wire;
