@@ -85,7 +85,8 @@ pub struct ServerConfig {
     /// IANA time zone for schedules, e.g. `"Europe/Tirane"`. Default: the system's.
     pub timezone: Option<Spanned<String>>,
     /// Neighbour tables read to match clients by MAC address: files in `/proc/net/arp` or
-    /// `ip neigh` format. Default `["/proc/net/arp"]`.
+    /// `ip neigh` format, or `"ip neigh"` to run `ip neigh show` (IPv6 neighbours too).
+    /// Default `["/proc/net/arp", "ip neigh"]`.
     #[serde(default = "default_neighbour_tables")]
     pub neighbour_tables: Vec<Spanned<String>>,
 }
@@ -347,7 +348,10 @@ fn default_log_level() -> Spanned<String> {
     spanned("info".into())
 }
 fn default_neighbour_tables() -> Vec<Spanned<String>> {
-    vec![spanned("/proc/net/arp".into())]
+    vec![
+        spanned("/proc/net/arp".into()),
+        spanned(crate::policy::live::IP_NEIGH.into()),
+    ]
 }
 fn default_true() -> bool {
     true
@@ -829,7 +833,10 @@ impl Checker<'_> {
         let neighbour_tables = s
             .neighbour_tables
             .iter()
-            .map(|t| self.resolve(t.get_ref()))
+            .map(|t| match t.get_ref().as_str() {
+                crate::policy::live::IP_NEIGH => PathBuf::from(crate::policy::live::IP_NEIGH),
+                other => self.resolve(other),
+            })
             .collect();
         Some(ServerSettings {
             timezone: timezone?,

@@ -139,13 +139,29 @@ pub fn parse_mac(text: &str) -> Option<Mac> {
     Some(mac)
 }
 
+/// The `neighbour_tables` entry that means "ask the kernel with `ip neigh show`" (the only way
+/// to read IPv6 neighbours without netlink code of our own).
+pub const IP_NEIGH: &str = "ip neigh";
+
 /// Reads neighbour tables: `/proc/net/arp` lines (`IP HW-type Flags MAC Mask Device`) and
-/// `ip neigh` lines (`IP dev DEV lladdr MAC STATE`). Unparsable lines are skipped.
+/// `ip neigh` lines (`IP dev DEV lladdr MAC STATE`), from files or, for the entry
+/// [`IP_NEIGH`], from the `ip` command. Unreadable tables and unparsable lines are skipped.
 pub fn read_neighbours(paths: &[PathBuf]) -> HashMap<Mac, Vec<IpAddr>> {
     let mut out: HashMap<Mac, Vec<IpAddr>> = HashMap::new();
     for path in paths {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            continue;
+        let text = if path.as_os_str() == IP_NEIGH {
+            match std::process::Command::new("ip")
+                .args(["neigh", "show"])
+                .output()
+            {
+                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+                _ => continue,
+            }
+        } else {
+            match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(_) => continue,
+            }
         };
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();

@@ -121,6 +121,8 @@ pub struct Policy {
     global_allow: Store,
     /// Guarded names: bit 0 NXDOMAIN, bit 1 NODATA.
     guarded: Store,
+    /// Search engines without enforceable safe search.
+    no_safe_search: Store,
     bypass_bit: u64,
     timezone: jiff::tz::TimeZone,
 }
@@ -268,7 +270,12 @@ impl Policy {
                 },
             );
         }
+        let mut no_safe_search = StoreBuilder::default();
+        for name in special::NO_SAFE_SEARCH {
+            no_safe_search.insert(name, 0);
+        }
         Ok(Self {
+            no_safe_search: no_safe_search.build(),
             profiles,
             default_profile: config.default_profile,
             clients,
@@ -420,6 +427,10 @@ impl Policy {
         {
             trace.note(|| format!("safe search: CNAME to {}", rewrite.target()));
             return Decision::Rewrite(rewrite);
+        }
+        if p.safe_search && self.no_safe_search.lookup(labels()) != 0 {
+            trace.note(|| "safe search: a search engine without enforceable safe search".into());
+            return Decision::Block(BlockReason::Category(self.bypass_bit.trailing_zeros() as u8));
         }
         let guard_mask = if p.guards { self.bypass_bit } else { 0 };
         let mask = p.block_mask | now.extra_mask | guard_mask;
@@ -811,6 +822,15 @@ mod tests {
         assert_eq!(
             decide(&policy, &lists, "teen", "www.youtube.com"),
             Decision::Rewrite(Rewrite::YouTubeStrict)
+        );
+        let bypass = lists.categories.index("bypass").expect("bypass");
+        assert_eq!(
+            decide(&policy, &lists, "teen", "search.brave.com"),
+            Decision::Block(BlockReason::Category(bypass))
+        );
+        assert_eq!(
+            decide(&policy, &lists, "open", "search.brave.com"),
+            Decision::Forward
         );
         // A profile that blocks nothing has no guards and no rewrites.
         assert_eq!(

@@ -11,6 +11,8 @@
 //!   keeps devices from upgrading to the upstream's encrypted resolver behind our back.
 //! - DoH/DoT resolver host names: the public resolvers' own documentation; the `bypass` category
 //!   of the national feed extends this list.
+//! - Search engines without DNS-enforceable safe search: their help pages (none documents a
+//!   network-level switch like Google's or Bing's).
 //! - Safe search: Google ("Lock SafeSearch for devices & networks": CNAME to
 //!   forcesafesearch.google.com for every Google search domain), Bing (strict.bing.com),
 //!   DuckDuckGo (safe.duckduckgo.com), Yandex (familysearch.yandex.ru), Ecosia
@@ -67,6 +69,25 @@ pub const BYPASS_RESOLVERS: &[&str] = &[
     "freedns.controld.com",
     "doh.libredns.gr",
     "dns.switch.ch",
+];
+
+/// Search engines that offer no safe search a network can enforce by DNS (checked against
+/// their own documentation in 2026): blocked for profiles with `safe_search = true`, or forcing
+/// safe search elsewhere would be pointless.
+pub const NO_SAFE_SEARCH: &[&str] = &[
+    "search.brave.com",
+    "www.startpage.com",
+    "startpage.com",
+    "search.yahoo.com",
+    "www.qwant.com",
+    "qwant.com",
+    "www.mojeek.com",
+    "yep.com",
+    "search.aol.com",
+    "www.ask.com",
+    "presearch.com",
+    "metager.org",
+    "www.dogpile.com",
 ];
 
 /// Where a safe-search rewrite points.

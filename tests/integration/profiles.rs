@@ -255,3 +255,45 @@ async fn clients_matched_by_mac_through_the_neighbour_table() {
     assert_eq!(a_records(&other), vec![Ipv4Addr::new(192, 0, 2, 77)]);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_and_exact_and_wildcard_rules_on_the_wire() {
+    let upstream = Upstream::start().await;
+    let extra = r#"
+[profiles.pre]
+preset = "16-17"
+unblock = ["adult"]
+block = ["gambling"]
+allow = ["=blocked.example.test"]
+deny = ["*.www.example.test"]
+
+[[clients]]
+name = "pre"
+match = ["127.0.0.31"]
+profile = "pre"
+"#;
+    let daemon = Daemon::start_with(upstream.addr, "", extra).await;
+    let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 31));
+    let ask_from = |qname: &'static str| {
+        let addr = daemon.addr;
+        async move { udp_from(from, addr, &query_message(qname, RecordType::A)).await }
+    };
+    // `=name` allows exactly that name; adult is unblocked anyway, gambling added to the preset.
+    assert_eq!(
+        a_records(&ask_from(BLOCKED).await),
+        vec![Ipv4Addr::new(192, 0, 2, 66)]
+    );
+    assert!(
+        is_kidsafe_block(&ask_from(CASINO).await),
+        "block = [\"gambling\"] adds to the preset"
+    );
+    // `*.name` denies below it, not the name itself.
+    assert_eq!(a_records(&ask_from(WWW).await), vec![WWW_V4]);
+    assert!(is_kidsafe_block(&ask_from("img.www.example.test.").await));
+    // The 16-17 preset turns safe search on.
+    assert_eq!(
+        cname_target(&ask_from("www.google.com.").await).as_deref(),
+        Some("forcesafesearch.google.com.")
+    );
+    daemon.stop().await;
+}
