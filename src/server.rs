@@ -2,7 +2,8 @@
 //! hickory-server with our [`Handler`], and runs until told to stop.
 //!
 //! Binding is separate from serving so that the daemon can fail fast (and tests can learn the
-//! ephemeral port) before anything answers. On Linux each address gets one UDP socket per worker
+//! ephemeral port) before anything answers. UDP is served by kidsafe's own loop
+//! ([`crate::dns::udp`]), TCP by hickory-server; both call the same handler. On Linux each address gets one UDP socket per worker
 //! thread with `SO_REUSEPORT`, so the kernel spreads queries across cores without a shared lock.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -13,7 +14,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::dns::Handler;
+use std::sync::Arc;
+
+use crate::dns::{Handler, SharedHandler, udp};
 
 /// Kernel receive buffer asked for on UDP sockets, to ride out bursts (capped by `rmem_max`).
 const UDP_RECV_BUFFER: usize = 4 << 20;
@@ -148,10 +151,17 @@ pub async fn serve(
     tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let mut server = Server::new(handler);
+    let handler = Arc::new(handler);
+    let mut server = Server::new(SharedHandler(Arc::clone(&handler)));
     let io = |e: std::io::Error| ServeError::Serve(e.to_string());
+    let mut udp_loops = Vec::with_capacity(listeners.udp.len());
     for socket in listeners.udp {
-        server.register_socket(tokio::net::UdpSocket::from_std(socket).map_err(io)?);
+        let socket = tokio::net::UdpSocket::from_std(socket).map_err(io)?;
+        udp_loops.push(tokio::spawn(udp::serve(
+            socket,
+            Arc::clone(&handler),
+            shutdown.clone(),
+        )));
     }
     for listener in listeners.tcp {
         server.register_listener(
@@ -165,8 +175,9 @@ pub async fn serve(
     }
     shutdown.cancelled().await;
     info!("stopping: no new queries accepted, finishing those in flight");
-    server
-        .shutdown_gracefully()
-        .await
-        .map_err(|e| ServeError::Serve(e.to_string()))
+    let tcp = server.shutdown_gracefully().await;
+    for udp_loop in udp_loops {
+        let _ = udp_loop.await;
+    }
+    tcp.map_err(|e| ServeError::Serve(e.to_string()))
 }

@@ -42,9 +42,19 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The empty store, built once: building even an empty automaton allocates and checksums, and
+/// empty stores are common (profiles without allow lists, no grants in force).
+static EMPTY: std::sync::LazyLock<Store> = std::sync::LazyLock::new(|| Store {
+    map: fst::MapBuilder::memory()
+        .into_inner()
+        .ok()
+        .and_then(|bytes| fst::Map::new(bytes).ok())
+        .unwrap_or_default(),
+});
+
 impl Default for Store {
     fn default() -> Self {
-        StoreBuilder::default().build()
+        EMPTY.clone()
     }
 }
 
@@ -244,6 +254,9 @@ impl StoreBuilder {
     /// Sorts, merges duplicates, drops subdomains already covered by a listed ancestor with the
     /// same or more categories, and compiles the automaton.
     pub fn build(self) -> Store {
+        if self.pending.is_empty() {
+            return Store::default();
+        }
         let StoreBuilder { arena, mut pending } = self;
         let key = |p: &Pending| &arena[p.start as usize..p.start as usize + usize::from(p.len)];
         // Zero padding sorts below every key byte (the separator is 1), so comparing prefixes

@@ -30,7 +30,7 @@ use super::answer;
 use super::cache::{Answer, AnswerCache, CacheKey};
 use super::upstream::{Forwarder, Question};
 use crate::config::BlockResponse;
-use crate::policy::live::ProfileNow;
+use crate::policy::live::IDLE;
 use crate::policy::special::GuardAnswer;
 use crate::policy::{BlockReason, Decision};
 use crate::runtime::Runtime;
@@ -117,8 +117,7 @@ impl Handler {
             Some((p, r)) => (*p, Some(*r)),
             None => runtime.policy.classify(src),
         };
-        let idle = ProfileNow::default();
-        let now = live.profiles.get(profile).unwrap_or(&idle);
+        let now = live.profiles.get(profile).unwrap_or(&IDLE);
         // Answers must not outlive the policy that produced them: a bedtime starts on time
         // even for clients that cache.
         let ttl_cap = live.seconds_left(profile);
@@ -317,8 +316,7 @@ const EDE_BLOCKED: u16 = 15;
 /// The block reason if a CNAME in `answer` points at a name this profile blocks.
 fn cloaked(runtime: &Runtime, profile: usize, answer: &Answer) -> Option<BlockReason> {
     let live = runtime.live.load();
-    let idle = ProfileNow::default();
-    let now = live.profiles.get(profile).unwrap_or(&idle);
+    let now = live.profiles.get(profile).unwrap_or(&IDLE);
     answer.answers.iter().find_map(|r| match &r.data {
         RData::CNAME(target) => {
             match runtime
@@ -335,6 +333,37 @@ fn cloaked(runtime: &Runtime, profile: usize, answer: &Answer) -> Option<BlockRe
     })
 }
 
+impl Handler {
+    /// Answers `request` through `out`, unless too many requests are in flight: past the cap a
+    /// request is dropped unanswered, because answering a flood costs as much as serving it and
+    /// the client will retry.
+    pub async fn admit_and_answer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        out: R,
+    ) -> ResponseInfo {
+        let Ok(_permit) = self.requests.try_acquire() else {
+            return info_for(&request.metadata, ResponseCode::ServFail);
+        };
+        self.answer(request, out).await
+    }
+}
+
+/// The handler shared between kidsafe's UDP loops and hickory-server (TCP).
+#[derive(Clone)]
+pub struct SharedHandler(pub Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for SharedHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.0.admit_and_answer(request, response_handle).await
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -342,12 +371,7 @@ impl RequestHandler for Handler {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
-        // Past the cap a request is dropped unanswered: answering a flood costs as much as
-        // serving it, and the client will retry.
-        let Ok(_permit) = self.requests.try_acquire() else {
-            return info_for(&request.metadata, ResponseCode::ServFail);
-        };
-        self.answer(request, response_handle).await
+        self.admit_and_answer(request, response_handle).await
     }
 }
 

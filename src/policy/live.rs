@@ -193,6 +193,9 @@ pub struct ProfileNow {
     pub grants: Store,
 }
 
+/// The state of a profile with nothing in force, for lookups that find no state.
+pub static IDLE: std::sync::LazyLock<ProfileNow> = std::sync::LazyLock::new(ProfileNow::default);
+
 /// Everything time-dependent, at one instant.
 #[derive(Debug, Clone, Default)]
 pub struct LiveState {
