@@ -180,6 +180,14 @@ impl Categories {
         Ok(Self { names })
     }
 
+    /// A table read back from the compiled-store cache: the names in bit order, which must
+    /// start with the vocabulary.
+    pub fn from_names(names: Vec<String>) -> Option<Self> {
+        let vocabulary_first = VOCABULARY.iter().zip(&names).all(|(v, n)| v.name == n);
+        (vocabulary_first && names.len() >= VOCABULARY.len() && names.len() <= MAX_CATEGORIES)
+            .then_some(Self { names })
+    }
+
     /// The bit index of a canonical category name.
     pub fn index(&self, name: &str) -> Option<u8> {
         self.names

@@ -60,7 +60,11 @@ impl Runtime {
     pub fn build(config: Config, started: Instant) -> Result<Self, BuildError> {
         // The bypass category works before any feed arrives: public DoH resolvers are built in.
         let builtin: &[(&str, &[&str])] = &[("bypass", crate::policy::special::BYPASS_RESOLVERS)];
-        let lists = blocklist::load_dirs_with(&config.list_dirs, builtin)?;
+        let lists = blocklist::load_dirs_cached(
+            &config.list_dirs,
+            builtin,
+            Some(&config.server.state_dir),
+        )?;
         let policy = Policy::compile(&config, &lists)?;
         let clients = if config.stats.by_client {
             config.clients.iter().map(|c| c.name.clone()).collect()

@@ -9,6 +9,7 @@
 //! A bad line is skipped and counted, never fatal; a file that cannot be read, or whose name is
 //! not a category, fails the whole load so the caller keeps the lists it already serves.
 
+pub mod cache;
 pub mod parse;
 pub mod store;
 
@@ -113,6 +114,16 @@ pub fn load_dirs_with(
     dirs: &[PathBuf],
     builtin: &[(&str, &[&str])],
 ) -> Result<LoadedLists, ListError> {
+    load_dirs_cached(dirs, builtin, None)
+}
+
+/// [`load_dirs_with`], reading the compiled store from `cache_dir` when the list files have not
+/// changed since it was written, and writing it there after a build (see [`cache`]).
+pub fn load_dirs_cached(
+    dirs: &[PathBuf],
+    builtin: &[(&str, &[&str])],
+    cache_dir: Option<&Path>,
+) -> Result<LoadedLists, ListError> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|source| ListError::Dir {
@@ -144,6 +155,12 @@ pub fn load_dirs_with(
         files.extend(found);
     }
 
+    let fingerprint = cache_dir.and_then(|_| cache::fingerprint(&files, builtin));
+    if let (Some(dir), Some(want)) = (cache_dir, &fingerprint)
+        && let Some(cached) = cache::load(dir, want)
+    {
+        return Ok(cached);
+    }
     let categories = Categories::with_custom(files.iter().map(|(_, c)| c.as_str()))?;
     // Names take fewer bytes than the files holding them: reserving that much up front means
     // one large allocation each, which the allocator hands back to the OS after the build.
@@ -175,11 +192,17 @@ pub fn load_dirs_with(
             ..FileReport::default()
         });
     }
-    Ok(LoadedLists {
+    let loaded = LoadedLists {
         store: builder.build(),
         categories,
         files: reports,
-    })
+    };
+    if let (Some(dir), Some(fingerprint)) = (cache_dir, &fingerprint)
+        && let Err(e) = cache::save(dir, fingerprint, &loaded)
+    {
+        tracing::warn!(dir = %dir.display(), "compiled lists not cached ({e}); the next start rebuilds them");
+    }
+    Ok(loaded)
 }
 
 /// Parses one list file into `builder`, tagging every name with category bit `bit`.
@@ -285,6 +308,50 @@ mod tests {
             .expect("custom");
         assert_eq!((latin1.names, latin1.bad), (1, 1));
         assert_eq!(loaded.names_per_category().get("violence"), Some(&1));
+    }
+
+    #[test]
+    fn the_compiled_store_is_cached_until_a_list_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lists = dir.path().join("lists");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&lists).expect("mkdir");
+        std::fs::write(lists.join("gambling.txt"), "casino.example\nbad..line\n").expect("write");
+        let builtin: &[(&str, &[&str])] = &[("bypass", &["dns.example"])];
+        let first = load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("build");
+        assert!(state.join("lists.fst").exists());
+        let cached = load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("cached");
+        assert_eq!(cached.store.as_bytes(), first.store.as_bytes());
+        assert_eq!(cached.files.len(), first.files.len());
+        assert_eq!(cached.files[0].bad, 1, "reports survive the cache");
+        let bypass = cached.categories.index("bypass").expect("bypass");
+        assert_eq!(cached.store.lookup_str("dns.example"), 1 << bypass);
+
+        // A changed list is rebuilt, never served from the cache.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(lists.join("gambling.txt"), "casino.example\nbet.example\n").expect("write");
+        let rebuilt = load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("rebuild");
+        assert_ne!(rebuilt.store.lookup_str("bet.example"), 0);
+        // Other built-in names are a change too.
+        let other: &[(&str, &[&str])] = &[("bypass", &["dns2.example"])];
+        let changed = load_dirs_cached(std::slice::from_ref(&lists), other, Some(&state)).expect("rebuild");
+        assert_eq!(changed.store.lookup_str("dns.example"), 0);
+        // A corrupted automaton fails its checksum and is rebuilt.
+        let mut bytes = std::fs::read(state.join("lists.fst")).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        assert!(
+            Store::from_bytes(bytes.clone()).is_none(),
+            "the checksum catches bit rot"
+        );
+        std::fs::write(state.join("lists.fst"), bytes).expect("write");
+        let healed = load_dirs_cached(&[lists], other, Some(&state)).expect("rebuild");
+        assert_ne!(healed.store.lookup_str("dns2.example"), 0);
+        let on_disk = std::fs::read(state.join("lists.fst")).expect("read");
+        assert!(
+            Store::from_bytes(on_disk).is_some(),
+            "and the cache is rewritten whole"
+        );
     }
 
     #[test]

@@ -166,6 +166,19 @@ impl Store {
         self.lookup(name.split('.').map(str::as_bytes))
     }
 
+    /// A store from automaton bytes written by [`Store::as_bytes`], if they are a well-formed
+    /// automaton whose checksum holds.
+    pub fn from_bytes(bytes: Vec<u8>) -> Option<Self> {
+        let map = fst::Map::new(bytes).ok()?;
+        map.as_fst().verify().ok()?;
+        Some(Self { map })
+    }
+
+    /// The automaton's bytes (for the compiled-store cache).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.map.as_fst().as_bytes()
+    }
+
     /// How many keys the store holds after redundant subdomains were folded away.
     pub fn len(&self) -> usize {
         self.map.len()

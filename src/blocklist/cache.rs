@@ -1,0 +1,151 @@
+//! The compiled-store cache: `state_dir/lists.fst` plus `lists.meta.json`.
+//!
+//! Compiling a million names takes over a second and leaves the allocator holding the build's
+//! scratch memory. When the list files have not changed since the last build (same paths, sizes
+//! and modification times, same built-in names), kidsafe instead reads the automaton it wrote
+//! last time: one read of ~12 bytes a name, checksum verified, no scratch memory. Any mismatch,
+//! unreadable file or failed checksum means a normal build; the cache can never serve lists
+//! other than the ones on disk, and is rewritten (atomically) after every build.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use super::{FileReport, LoadedLists, Store};
+use crate::category::Categories;
+
+const FST_FILE: &str = "lists.fst";
+const META_FILE: &str = "lists.meta.json";
+const FORMAT: u32 = 1;
+
+/// What the cached automaton was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    format: u32,
+    /// (path, size, modification time in ns) of every list file, in load order.
+    files: Vec<(String, u64, u128)>,
+    /// The built-in names, as (category, count, a hash of the names).
+    builtin: Vec<(String, usize, u64)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    fingerprint: Fingerprint,
+    categories: Vec<String>,
+    reports: Vec<CachedReport>,
+    fst_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedReport {
+    path: String,
+    category: String,
+    names: usize,
+    skipped: usize,
+    bad: usize,
+}
+
+/// Fingerprints the list files and built-in names a load would read.
+pub fn fingerprint(
+    files: &[(PathBuf, String)],
+    builtin: &[(&str, &[&str])],
+) -> Option<Fingerprint> {
+    let mut out = Vec::with_capacity(files.len());
+    for (path, _) in files {
+        let meta = std::fs::metadata(path).ok()?;
+        let mtime = meta
+            .modified()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        out.push((path.display().to_string(), meta.len(), mtime));
+    }
+    let builtin = builtin
+        .iter()
+        .map(|(category, names)| {
+            // FNV-1a: stable across builds and platforms, unlike std's hasher.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in names.iter().flat_map(|n| n.bytes().chain([0])) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            ((*category).to_string(), names.len(), h)
+        })
+        .collect();
+    Some(Fingerprint {
+        format: FORMAT,
+        files: out,
+        builtin,
+    })
+}
+
+/// The cached lists, if they were built from exactly `want` and their checksum holds.
+pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
+    let meta: Meta = serde_json::from_slice(&std::fs::read(dir.join(META_FILE)).ok()?).ok()?;
+    if &meta.fingerprint != want {
+        return None;
+    }
+    let bytes = std::fs::read(dir.join(FST_FILE)).ok()?;
+    if bytes.len() as u64 != meta.fst_bytes {
+        return None;
+    }
+    let store = Store::from_bytes(bytes)?;
+    let categories = Categories::from_names(meta.categories)?;
+    let files = meta
+        .reports
+        .into_iter()
+        .map(|r| FileReport {
+            path: PathBuf::from(r.path),
+            category: r.category,
+            names: r.names,
+            skipped: r.skipped,
+            bad: r.bad,
+            first_bad: Vec::new(),
+        })
+        .collect();
+    Some(LoadedLists {
+        store,
+        categories,
+        files,
+    })
+}
+
+/// Writes the cache for `lists` built from `fingerprint` (temp files, fsync, rename).
+pub fn save(dir: &Path, fingerprint: &Fingerprint, lists: &LoadedLists) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = lists.store.as_bytes();
+    let meta = Meta {
+        fingerprint: fingerprint.clone(),
+        categories: lists.categories.names().map(str::to_string).collect(),
+        reports: lists
+            .files
+            .iter()
+            .map(|f| CachedReport {
+                path: f.path.display().to_string(),
+                category: f.category.clone(),
+                names: f.names,
+                skipped: f.skipped,
+                bad: f.bad,
+            })
+            .collect(),
+        fst_bytes: bytes.len() as u64,
+    };
+    let meta = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
+    // The automaton first, the metadata last: a crash in between leaves metadata that does
+    // not match the automaton's size, or the old pair, never a wrong pair.
+    write_atomic(dir, FST_FILE, bytes)?;
+    write_atomic(dir, META_FILE, &meta)
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&temp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&temp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
