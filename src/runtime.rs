@@ -85,6 +85,16 @@ impl Runtime {
         self.log_warnings();
     }
 
+    /// One line for `systemctl status` (sd_notify `STATUS=`): counts only.
+    pub fn status_line(&self, generation: u64) -> String {
+        format!(
+            "generation {generation}: {} names stored from {} list files, {} profiles",
+            self.lists.store.len(),
+            self.lists.files.len(),
+            self.config.profiles.len()
+        )
+    }
+
     /// Logs what a parent or admin should fix: unreadable list lines, categories without a list.
     pub fn log_warnings(&self) {
         let runtime = self;

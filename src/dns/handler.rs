@@ -23,6 +23,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use super::answer;
 use super::cache::{Answer, AnswerCache, CacheKey};
@@ -40,6 +41,7 @@ pub struct Handler {
     cache: Arc<AnswerCache>,
     forwarder: Forwarder,
     requests: Semaphore,
+    in_flight: TaskTracker,
 }
 
 impl Handler {
@@ -57,7 +59,14 @@ impl Handler {
             cache,
             forwarder,
             requests,
+            in_flight: TaskTracker::new(),
         }
+    }
+
+    /// The requests being answered. Closing it makes the handler drop new requests, and
+    /// waiting on it then waits for the ones already admitted: that is how a stop drains.
+    pub fn in_flight(&self) -> TaskTracker {
+        self.in_flight.clone()
     }
 
     /// The answer cache (for `/metrics`).
@@ -192,11 +201,17 @@ impl RequestHandler for Handler {
         response_handle: R,
     ) -> ResponseInfo {
         // Past the cap a request is dropped unanswered: answering a flood costs as much as
-        // serving it, and the client will retry.
+        // serving it, and the client will retry. While stopping, new requests are dropped too,
+        // so the client's retry goes to its other resolver instead of a closing socket.
+        if self.in_flight.is_closed() {
+            return info_for(&request.metadata, ResponseCode::ServFail);
+        }
         let Ok(_permit) = self.requests.try_acquire() else {
             return info_for(&request.metadata, ResponseCode::ServFail);
         };
-        self.answer(request, response_handle).await
+        self.in_flight
+            .track_future(self.answer(request, response_handle))
+            .await
     }
 }
 

@@ -238,6 +238,7 @@ impl Daemon {
                 state_dir: Some(state_dir),
                 collector: None,
                 metrics: None,
+                notifier: None,
             };
             kidsafe::reload::Reloader::spawn(shared.clone(), &path, options, shutdown.clone())
         });
@@ -386,4 +387,123 @@ pub fn soa_of(m: &Message) -> Option<(SOA, u32)> {
         RData::SOA(soa) => Some((soa.clone(), r.ttl)),
         _ => None,
     })
+}
+
+/// A scriptable upstream on a real loopback UDP socket: it counts the queries it receives and
+/// answers each (after `delay`) with the address set by the test, or stays silent. Used where
+/// the in-process authority cannot misbehave on demand: slow, dead, or rebinding upstreams.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct FakeState {
+    queries: std::sync::atomic::AtomicUsize,
+    silent: std::sync::atomic::AtomicBool,
+    hold: tokio::sync::watch::Sender<bool>,
+    script: std::sync::Mutex<(IpAddr, u32, Duration)>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    /// Starts answering A (or AAAA, for an IPv6 `ip`) queries with `ip`, TTL `ttl`, at once;
+    /// other types get an empty NOERROR.
+    pub async fn start(ip: IpAddr, ttl: u32) -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), ip, ttl).await
+    }
+
+    /// Like [`start`](Self::start), on a chosen loopback address.
+    pub async fn start_on(bind: IpAddr, ip: IpAddr, ttl: u32) -> Self {
+        use std::sync::atomic::Ordering;
+        let socket = Arc::new(
+            UdpSocket::bind(SocketAddr::new(bind, 0))
+                .await
+                .expect("bind fake upstream"),
+        );
+        let addr = socket.local_addr().expect("addr");
+        let state = Arc::new(FakeState {
+            queries: Default::default(),
+            silent: Default::default(),
+            hold: tokio::sync::watch::channel(false).0,
+            script: std::sync::Mutex::new((ip, ttl, Duration::ZERO)),
+        });
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                shared.queries.fetch_add(1, Ordering::SeqCst);
+                if shared.silent.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let (ip, ttl, delay) = *shared.script.lock().expect("lock");
+                let socket = Arc::clone(&socket);
+                let mut hold = shared.hold.subscribe();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = hold.wait_for(|held| !held).await;
+                    let reply = fake_reply(&query, ip, ttl);
+                    let _ = socket.send_to(&reply.to_vec().expect("encode"), from).await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    /// Queries received so far.
+    pub fn queries(&self) -> usize {
+        self.state.queries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Holds every answer (received queries wait) until called again with `false`.
+    pub fn set_hold(&self, hold: bool) {
+        self.state.hold.send_replace(hold);
+    }
+
+    /// Waits (bounded by [`CLIENT_WAIT`]) until at least `n` queries have arrived.
+    pub async fn wait_queries(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + CLIENT_WAIT;
+        while self.queries() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fake upstream saw {} of {n} queries",
+                self.queries()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn fake_reply(query: &Message, ip: IpAddr, ttl: u32) -> Message {
+    let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    if let Some(q) = query.queries.first() {
+        reply.add_query(q.clone());
+        let data = match (q.query_type(), ip) {
+            (RecordType::A, IpAddr::V4(v4)) => Some(RData::A(A(v4))),
+            (RecordType::AAAA, IpAddr::V6(v6)) => Some(RData::AAAA(AAAA(v6))),
+            _ => None,
+        };
+        if let Some(data) = data {
+            reply.add_answer(Record::from_rdata(q.name().clone(), ttl, data));
+        }
+    }
+    if query.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        reply.set_edns(edns);
+    }
+    reply
 }

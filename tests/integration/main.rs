@@ -6,4 +6,5 @@ mod cli;
 mod filtering;
 mod harness;
 mod reload;
+mod service;
 mod wire;
