@@ -5,10 +5,16 @@
 //! nothing of the client's (no ECS, no cookies, no trailing bytes). Upstreams are tried in order
 //! within one overall deadline; a truncated UDP answer is fetched again over TCP. The number of
 //! upstream queries in flight is capped, so a flood of unique names cannot exhaust sockets.
+//!
+//! Health: an upstream that times out or cannot be reached is marked down and skipped, so the
+//! next queries go straight to the next one instead of spending their deadline on it. After a
+//! back-off (1 s, doubling to 60 s) one query probes it again; an answer brings it back. When
+//! every upstream is down they are all tried anyway: a guess is better than certain failure.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -17,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
+use tracing::{info, warn};
 
 use crate::config::UpstreamSettings;
 
@@ -24,6 +31,10 @@ use crate::config::UpstreamSettings;
 const EDNS_PAYLOAD: u16 = 1232;
 /// The largest UDP answer we read.
 const UDP_BUFFER: usize = 4096;
+/// How long a failed upstream is skipped at first; doubled after each failed probe.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest an upstream is skipped before it is probed again.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Why no upstream answer could be had.
 #[derive(Debug, thiserror::Error)]
@@ -95,11 +106,87 @@ impl UpstreamMetrics {
     }
 }
 
+/// What is known about one upstream's health.
+#[derive(Debug, Clone, Copy, Default)]
+struct HealthState {
+    /// Consecutive failed exchanges.
+    failures: u32,
+    /// While down: when the next probe may go.
+    retry_at: Option<Instant>,
+}
+
+/// Health of every upstream seen, by address (so it survives reloads that keep the address).
+#[derive(Debug, Default)]
+struct Health {
+    states: Mutex<HashMap<SocketAddr, HealthState>>,
+}
+
+impl Health {
+    /// The upstreams to try, in order: those up, and those down whose probe is due (the probe
+    /// is claimed, so concurrent queries do not all probe a dead upstream). All of them when
+    /// none qualifies.
+    fn pick(&self, servers: &[SocketAddr], now: Instant) -> Vec<SocketAddr> {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut picked = Vec::with_capacity(servers.len());
+        for server in servers {
+            let state = states.entry(*server).or_default();
+            match state.retry_at {
+                None => picked.push(*server),
+                Some(at) if at <= now => {
+                    state.retry_at = Some(now + backoff(state.failures));
+                    picked.push(*server);
+                }
+                Some(_) => {}
+            }
+        }
+        // Forget upstreams no longer configured, so the map is bounded by the config.
+        if states.len() > servers.len() * 2 {
+            states.retain(|addr, _| servers.contains(addr));
+        }
+        if picked.is_empty() {
+            servers.to_vec()
+        } else {
+            picked
+        }
+    }
+
+    fn record(&self, server: SocketAddr, ok: bool, now: Instant) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = states.entry(server).or_default();
+        if ok {
+            if state.retry_at.is_some() {
+                info!(upstream = %server, "upstream answers again");
+            }
+            *state = HealthState::default();
+        } else {
+            state.failures = state.failures.saturating_add(1);
+            if state.retry_at.is_none() {
+                warn!(upstream = %server, "upstream not answering; skipping it until a probe succeeds");
+            }
+            state.retry_at = Some(now + backoff(state.failures));
+        }
+    }
+
+    /// Whether `server` is currently skipped.
+    fn is_down(&self, server: SocketAddr) -> bool {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.get(&server).is_some_and(|s| s.retry_at.is_some())
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
+
 /// Sends questions to upstreams; shared by all queries, across reloads.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     slots: Arc<Semaphore>,
     metrics: Arc<UpstreamMetrics>,
+    health: Arc<Health>,
 }
 
 impl Forwarder {
@@ -108,7 +195,13 @@ impl Forwarder {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
             metrics: Arc::default(),
+            health: Arc::default(),
         }
+    }
+
+    /// Whether `server` is marked down (for `/metrics` and tests).
+    pub fn is_down(&self, server: SocketAddr) -> bool {
+        self.health.is_down(server)
     }
 
     /// Its latency and error counters.
@@ -125,8 +218,9 @@ impl Forwarder {
         question: &Question,
     ) -> Result<Message, UpstreamError> {
         let _slot = self.slots.try_acquire().map_err(|_| UpstreamError::Busy)?;
-        let deadline = Instant::now() + settings.timeout;
-        let servers = &settings.servers;
+        let start = Instant::now();
+        let deadline = start + settings.timeout;
+        let servers = self.health.pick(&settings.servers, start);
         let mut last_error = UpstreamError::Timeout;
         for (i, server) in servers.iter().enumerate() {
             let now = Instant::now();
@@ -137,6 +231,8 @@ impl Forwarder {
             let left = u32::try_from(servers.len() - i).unwrap_or(1);
             let attempt_deadline = now + (deadline - now) / left;
             let result = exchange(*server, question, attempt_deadline).await;
+            // Any answer, even SERVFAIL for this one name, shows the upstream is alive.
+            self.health.record(*server, result.is_ok(), Instant::now());
             match &result {
                 Ok(_) => self.metrics.observe(now.elapsed()),
                 Err(_) => {
@@ -261,4 +357,42 @@ fn matching_answer(bytes: &[u8], id: u16, question: &Question) -> Option<Message
         && query.query_class() == DNSClass::IN
         && query.name().eq_ignore_root(&question.name);
     same.then_some(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_upstream_is_skipped_then_probed_once_with_growing_backoff() {
+        let health = Health::default();
+        let a: SocketAddr = "127.0.0.1:5301".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.1:5302".parse().expect("addr");
+        let t0 = Instant::now();
+        assert_eq!(health.pick(&[a, b], t0), vec![a, b]);
+        health.record(a, false, t0);
+        assert!(health.is_down(a));
+        assert_eq!(health.pick(&[a, b], t0), vec![b], "skipped while down");
+        // After the back-off one query probes it; the next ones do not pile on.
+        let t1 = t0 + FIRST_BACKOFF;
+        assert_eq!(health.pick(&[a, b], t1), vec![a, b]);
+        assert_eq!(health.pick(&[a, b], t1), vec![b]);
+        // The probe fails: the wait doubles.
+        health.record(a, false, t1);
+        assert_eq!(health.pick(&[a, b], t1 + FIRST_BACKOFF), vec![b]);
+        assert_eq!(
+            health.pick(&[a, b], t1 + 2 * FIRST_BACKOFF),
+            vec![a, b],
+            "probed after twice the first back-off"
+        );
+        // An answer brings it back at once.
+        health.record(a, true, t1 + 2 * FIRST_BACKOFF);
+        assert!(!health.is_down(a));
+        assert_eq!(health.pick(&[a, b], t1 + 2 * FIRST_BACKOFF), vec![a, b]);
+        // When everything is down, everything is tried.
+        health.record(a, false, t1);
+        health.record(b, false, t1);
+        assert_eq!(health.pick(&[a, b], t1), vec![a, b]);
+        assert_eq!(backoff(100), MAX_BACKOFF);
+    }
 }
