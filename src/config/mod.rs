@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hickory_proto::rr::{LowerName, Name};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -82,6 +83,14 @@ pub struct ServerConfig {
     /// Idle TCP connections are closed after this. Default `"10s"`.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: Spanned<String>,
+    /// Queries per second one client address may send (a token bucket); beyond it the client
+    /// gets REFUSED until it slows down. 0 turns the limit off. Default 200.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: Spanned<u32>,
+    /// How many queries a client may send at once before `rate_limit` applies (the bucket's
+    /// size), in queries. Default: twice `rate_limit`.
+    #[serde(default)]
+    pub rate_burst: Option<Spanned<u32>>,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +104,8 @@ impl Default for ServerConfig {
             threads: 0,
             max_in_flight: default_max_in_flight(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            rate_limit: default_rate_limit(),
+            rate_burst: None,
         }
     }
 }
@@ -110,8 +121,22 @@ pub struct UpstreamConfig {
     #[serde(default = "default_upstream_timeout")]
     pub timeout: Spanned<String>,
     /// Most upstream queries in flight at once; beyond it clients get SERVFAIL. Default 1024.
+    /// Identical questions asked at the same time share one upstream query.
     #[serde(default = "default_upstream_in_flight")]
     pub max_in_flight: Spanned<usize>,
+    /// How upstreams are chosen: `"failover"` (default) asks them in the order written,
+    /// skipping one that stopped answering until a later query finds it back.
+    #[serde(default = "default_strategy")]
+    pub strategy: Spanned<String>,
+    /// DNS-rebinding protection: an upstream answer that maps a name to a private, loopback or
+    /// link-local address is replaced by an empty answer (NOERROR, no records), so a web page
+    /// cannot turn a public name into a way into the LAN. Default true.
+    #[serde(default = "default_true")]
+    pub rebind_protection: bool,
+    /// Domains (with their subdomains) whose answers may hold private addresses: the LAN's own
+    /// names. Default `["lan", "home.arpa"]`.
+    #[serde(default = "default_rebind_allow")]
+    pub rebind_allow: Vec<Spanned<String>>,
 }
 
 /// `[cache]`.
@@ -127,6 +152,11 @@ pub struct CacheConfig {
     /// Longest time a negative answer (NXDOMAIN, NODATA) is kept. Default `"1h"`.
     #[serde(default = "default_cache_negative_ttl")]
     pub max_negative_ttl: Spanned<String>,
+    /// Serve-stale (RFC 8767): when no upstream answers, an answer that expired less than this
+    /// long ago is given instead of SERVFAIL, with a TTL of 30 s. `"0s"` turns it off.
+    /// Default `"1d"`.
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: Spanned<String>,
 }
 
 impl Default for CacheConfig {
@@ -135,6 +165,7 @@ impl Default for CacheConfig {
             entries: default_cache_entries(),
             max_ttl: default_cache_max_ttl(),
             max_negative_ttl: default_cache_negative_ttl(),
+            serve_stale: default_serve_stale(),
         }
     }
 }
@@ -273,6 +304,21 @@ fn default_max_in_flight() -> Spanned<usize> {
 fn default_tcp_idle_timeout() -> Spanned<String> {
     spanned("10s".into())
 }
+fn default_rate_limit() -> Spanned<u32> {
+    spanned(200)
+}
+fn default_strategy() -> Spanned<String> {
+    spanned("failover".into())
+}
+fn default_rebind_allow() -> Vec<Spanned<String>> {
+    ["lan", "home.arpa"]
+        .into_iter()
+        .map(|s| spanned(s.to_string()))
+        .collect()
+}
+fn default_serve_stale() -> Spanned<String> {
+    spanned("1d".into())
+}
 fn default_upstream_timeout() -> Spanned<String> {
     spanned("2s".into())
 }
@@ -373,6 +419,10 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// TCP idle timeout.
     pub tcp_idle_timeout: Duration,
+    /// Queries per second per client (0 = unlimited).
+    pub rate_limit: u32,
+    /// Token bucket size per client, queries.
+    pub rate_burst: u32,
 }
 
 /// `[upstream]`, checked.
@@ -384,6 +434,19 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
     /// Most upstream queries in flight.
     pub max_in_flight: usize,
+    /// How upstreams are chosen.
+    pub strategy: Strategy,
+    /// Whether private addresses in upstream answers are dropped.
+    pub rebind_protection: bool,
+    /// Domains whose answers may hold private addresses (lower-case).
+    pub rebind_allow: Vec<LowerName>,
+}
+
+/// `[upstream] strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// In the order written, skipping upstreams that stopped answering.
+    Failover,
 }
 
 /// `[cache]`, checked.
@@ -395,6 +458,8 @@ pub struct CacheSettings {
     pub max_ttl: u32,
     /// Negative TTL cap, seconds.
     pub max_negative_ttl: u32,
+    /// How long after expiry an answer may still be served when upstreams fail (zero: never).
+    pub serve_stale: Duration,
 }
 
 /// `[stats]`, checked.
@@ -699,6 +764,26 @@ impl Checker<'_> {
             Duration::from_millis(100),
             Duration::from_secs(600),
         );
+        let rate_limit = *s.rate_limit.get_ref();
+        if rate_limit > 1_000_000 {
+            self.problem(
+                &s.rate_limit,
+                "server.rate_limit",
+                "must be at most 1000000 queries per second (0 turns the limit off)",
+            );
+        }
+        let rate_burst = match &s.rate_burst {
+            Some(b) if !(1..=1_000_000).contains(b.get_ref()) => {
+                self.problem(
+                    b,
+                    "server.rate_burst",
+                    "must be between 1 and 1000000 queries",
+                );
+                None
+            }
+            Some(b) => Some(*b.get_ref()),
+            None => Some(rate_limit.saturating_mul(2).max(1)),
+        };
         Some(ServerSettings {
             listen,
             allow_clients,
@@ -708,6 +793,8 @@ impl Checker<'_> {
             threads: s.threads,
             max_in_flight: max_in_flight?,
             tcp_idle_timeout: tcp_idle_timeout?,
+            rate_limit,
+            rate_burst: rate_burst?,
         })
     }
 
@@ -733,10 +820,29 @@ impl Checker<'_> {
             Duration::from_secs(30),
         );
         let max_in_flight = self.bounded(&u.max_in_flight, "upstream.max_in_flight", 1, 65_535);
+        let strategy = match u.strategy.get_ref().as_str() {
+            "failover" => Some(Strategy::Failover),
+            _ => {
+                self.problem(
+                    &u.strategy,
+                    "upstream.strategy",
+                    "must be \"failover\" (upstreams in the order written)",
+                );
+                None
+            }
+        };
+        let rebind_allow = self
+            .names(&u.rebind_allow, "upstream.rebind_allow")
+            .iter()
+            .filter_map(|n| Name::from_ascii(format!("{n}.")).ok().map(LowerName::from))
+            .collect();
         Some(UpstreamSettings {
             servers,
             timeout: timeout?,
             max_in_flight: max_in_flight?,
+            strategy: strategy?,
+            rebind_protection: u.rebind_protection,
+            rebind_allow,
         })
     }
 
@@ -745,10 +851,12 @@ impl Checker<'_> {
         let week = Duration::from_secs(7 * 86_400);
         let max_ttl = self.seconds(&c.max_ttl, "cache.max_ttl", week);
         let max_negative_ttl = self.seconds(&c.max_negative_ttl, "cache.max_negative_ttl", week);
+        let serve_stale = self.duration(&c.serve_stale, "cache.serve_stale", Duration::ZERO, week);
         Some(CacheSettings {
             entries: entries?,
             max_ttl: max_ttl?,
             max_negative_ttl: max_negative_ttl?,
+            serve_stale: serve_stale?,
         })
     }
 

@@ -53,6 +53,34 @@ fn a_minimal_config_gets_safe_defaults() {
 
 /// Each row: what is written, then the line, column, key and a phrase the message must hold.
 #[test]
+fn resilience_settings_have_documented_defaults() {
+    let config = load(MINIMAL).expect("valid");
+    assert_eq!(config.server.rate_limit, 200);
+    assert_eq!(config.server.rate_burst, 400, "twice the rate");
+    assert_eq!(config.upstream.strategy, Strategy::Failover);
+    assert!(config.upstream.rebind_protection);
+    let allow: Vec<String> = config
+        .upstream
+        .rebind_allow
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(allow, vec!["lan.", "home.arpa."]);
+    assert_eq!(config.cache.serve_stale, Duration::from_secs(86_400));
+
+    let custom = MINIMAL.replacen(
+        "[upstream]\n",
+        "[server]\nrate_limit = 0\n[cache]\nserve_stale = \"0s\"\n[upstream]\nrebind_protection = false\nrebind_allow = []\n",
+        1,
+    );
+    let config = load(&custom).expect("valid");
+    assert_eq!((config.server.rate_limit, config.server.rate_burst), (0, 1));
+    assert!(config.cache.serve_stale.is_zero());
+    assert!(!config.upstream.rebind_protection);
+    assert!(config.upstream.rebind_allow.is_empty());
+}
+
+#[test]
 fn bad_configs_name_line_column_and_key() {
     let cases: &[(&str, (usize, usize), &str, &str)] = &[
         // syntax error
@@ -131,6 +159,26 @@ fn semantic_errors_point_at_the_value() {
             "block = [\"adult\"]",
             "block = [\"adult\"]\nallow = [\"not a name\"]",
             "not a domain name",
+        ),
+        (
+            "[upstream]\n",
+            "[upstream]\nstrategy = \"fastest\"\n",
+            "must be \"failover\"",
+        ),
+        (
+            "[upstream]\n",
+            "[upstream]\nrebind_allow = [\"lan\", \"my lan\"]\n",
+            "not a domain name",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"127.0.0.1:53\"]\n[server]\nrate_burst = 0",
+            "between 1 and 1000000 queries",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"127.0.0.1:53\"]\n[cache]\nserve_stale = \"30d\"",
+            "must be between 0s and 7days",
         ),
     ];
     for (from, to, phrase) in cases {

@@ -4,13 +4,16 @@
 //! 1. strict validation before any policy — opcode QUERY (else NOTIMP), exactly one question
 //!    (else FORMERR: a second question would slip past the filter), EDNS version 0 (else
 //!    BADVERS), class IN (else REFUSED), no zone transfers;
-//! 2. the client must be in `allow_clients` (else REFUSED);
+//! 2. the client must be in `allow_clients` and within its rate limit (else REFUSED);
 //! 3. client → profile → [`Decision`]; a block is answered locally, whatever the query type;
-//! 4. otherwise cache, then upstream.
+//! 4. otherwise cache, then upstream (identical concurrent misses share one upstream query;
+//!    answers pointing public names into the LAN are emptied), and when every upstream fails,
+//!    an expired answer (serve-stale) before SERVFAIL.
 //!
-//! The request path never fails: every internal problem maps to SERVFAIL or REFUSED. It takes
-//! no lock (the runtime is an `ArcSwap` load, the cache is sharded) and never logs a name or an
-//! address.
+//! The request path never fails: every internal problem maps to SERVFAIL or REFUSED. Its locks
+//! are short and sharded or per miss (the runtime is an `ArcSwap` load, the cache and the rate
+//! limiter are sharded, the coalescer's map is touched once per cache miss), and it never logs
+//! a name or an address.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,9 +30,12 @@ use tokio_util::task::TaskTracker;
 
 use super::answer;
 use super::cache::{Answer, AnswerCache, CacheKey};
+use super::coalesce::{Coalescer, Role};
+use super::ratelimit::RateLimiter;
+use super::rebind;
 use super::upstream::{Forwarder, Question};
 use crate::policy::Decision;
-use crate::runtime::SharedRuntime;
+use crate::runtime::{Runtime, SharedRuntime};
 use crate::stats::Outcome;
 
 /// The largest UDP answer we send, whatever a client advertises (DNS Flag Day 2020).
@@ -42,6 +48,8 @@ pub struct Handler {
     forwarder: Forwarder,
     requests: Semaphore,
     in_flight: TaskTracker,
+    coalescer: Coalescer,
+    limiter: RateLimiter,
 }
 
 impl Handler {
@@ -60,6 +68,8 @@ impl Handler {
             forwarder,
             requests,
             in_flight: TaskTracker::new(),
+            coalescer: Coalescer::default(),
+            limiter: RateLimiter::default(),
         }
     }
 
@@ -101,6 +111,14 @@ impl Handler {
         let runtime = self.runtime.load();
         let src = request.src().ip();
         if !runtime.policy.client_allowed(src) {
+            runtime.counters.record(Outcome::Refused);
+            return reply.error(&mut out, ResponseCode::Refused).await;
+        }
+        let server = &runtime.config.server;
+        if !self
+            .limiter
+            .allow(src, Instant::now(), server.rate_limit, server.rate_burst)
+        {
             runtime.counters.record(Outcome::Refused);
             return reply.error(&mut out, ResponseCode::Refused).await;
         }
@@ -155,7 +173,8 @@ impl Handler {
             dnssec_ok,
             checking_disabled: request.metadata.checking_disabled,
         };
-        if let Some((cached, age)) = self.cache.get(&key, Instant::now()) {
+        let keep_stale = runtime.config.cache.serve_stale;
+        if let Some((cached, age)) = self.cache.get(&key, Instant::now(), keep_stale) {
             runtime.counters.record(Outcome::Cached);
             drop(runtime);
             return reply.cached(&mut out, &cached, age, wants_ad).await;
@@ -163,33 +182,67 @@ impl Handler {
 
         // Keep this runtime's upstreams for the whole exchange, even if a reload lands meanwhile.
         let runtime = Guard::into_inner(runtime);
-        let question = Question {
-            name: name.clone(),
-            qtype,
-            dnssec_ok,
-            checking_disabled: key.checking_disabled,
+        let (fresh, counted_as) = match self.coalescer.join(&key) {
+            Role::Leader(leader) => {
+                let fresh = self.resolve(&runtime, &key).await;
+                leader.finish(fresh.clone());
+                (fresh, Outcome::Forwarded)
+            }
+            // Answered without an upstream query of its own: counted like a cache hit.
+            Role::Follower(follower) => (follower.outcome().await, Outcome::Cached),
         };
-        match self
-            .forwarder
-            .resolve(&runtime.config.upstream, &question)
-            .await
-        {
-            Ok(message) => {
-                let cache = &runtime.config.cache;
-                let fresh = Arc::new(Answer::from_upstream(
-                    message,
-                    cache.max_ttl,
-                    cache.max_negative_ttl,
-                ));
-                self.cache.insert(key, Arc::clone(&fresh));
-                runtime.counters.record(Outcome::Forwarded);
+        let failed = fresh
+            .as_ref()
+            .is_none_or(|a| matches!(a.rcode, ResponseCode::ServFail | ResponseCode::Refused));
+        if failed && let Some(stale) = self.cache.get_stale(&key, Instant::now(), keep_stale) {
+            runtime.counters.record(Outcome::Cached);
+            let [answers, authorities, additionals] = stale.stale();
+            let ad = wants_ad && stale.authentic_data;
+            return reply
+                .records(
+                    &mut out,
+                    stale.rcode,
+                    ad,
+                    &answers,
+                    &authorities,
+                    &additionals,
+                )
+                .await;
+        }
+        match fresh {
+            Some(fresh) => {
+                runtime.counters.record(counted_as);
                 reply.cached(&mut out, &fresh, 0, wants_ad).await
             }
-            Err(_) => {
+            None => {
                 runtime.counters.record(Outcome::Failed);
                 reply.error(&mut out, ResponseCode::ServFail).await
             }
         }
+    }
+
+    /// Asks the upstreams (once for every query waiting on `key`), applies rebinding
+    /// protection, and caches what may be cached. `None` when no upstream answered.
+    async fn resolve(&self, runtime: &Runtime, key: &CacheKey) -> Option<Arc<Answer>> {
+        let question = Question {
+            name: Name::from(&key.name),
+            qtype: key.qtype,
+            dnssec_ok: key.dnssec_ok,
+            checking_disabled: key.checking_disabled,
+        };
+        let upstream = &runtime.config.upstream;
+        let mut message = self.forwarder.resolve(upstream, &question).await.ok()?;
+        if upstream.rebind_protection {
+            rebind::strip(&mut message, &question.name, &upstream.rebind_allow);
+        }
+        let cache = &runtime.config.cache;
+        let fresh = Arc::new(Answer::from_upstream(
+            message,
+            cache.max_ttl,
+            cache.max_negative_ttl,
+        ));
+        self.cache.insert(key.clone(), Arc::clone(&fresh));
+        Some(fresh)
     }
 }
 

@@ -210,6 +210,11 @@ impl Daemon {
         Self::launch(config_text(upstream, server_extra, extra), false).await
     }
 
+    /// Starts the daemon on `config` (a whole file), without the reloader.
+    pub async fn start_text(config: String) -> Self {
+        Self::launch(config, false).await
+    }
+
     /// Starts the daemon on `config` (a whole file) with the reloader watching its files and
     /// writing `state/status.json`.
     pub async fn start_watching(config: String) -> Self {
@@ -464,6 +469,18 @@ impl FakeUpstream {
     /// Queries received so far.
     pub fn queries(&self) -> usize {
         self.state.queries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops (or resumes) answering; queries are still counted.
+    pub fn set_silent(&self, silent: bool) {
+        self.state
+            .silent
+            .store(silent, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Answers from now on with `ip`, TTL `ttl`, after `delay`.
+    pub fn set_answer(&self, ip: IpAddr, ttl: u32, delay: Duration) {
+        *self.state.script.lock().expect("lock") = (ip, ttl, delay);
     }
 
     /// Holds every answer (received queries wait) until called again with `false`.

@@ -6,5 +6,6 @@ mod cli;
 mod filtering;
 mod harness;
 mod reload;
+mod resilience;
 mod service;
 mod wire;
