@@ -26,6 +26,8 @@ pub struct Runtime {
     pub counters: Arc<Counters>,
     /// How long the build took (reported at start and reload).
     pub build_time: Duration,
+    /// TLS client settings for `tls://` upstreams (None when there are none).
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a runtime could not be built; the one running keeps serving.
@@ -37,6 +39,16 @@ pub enum BuildError {
     /// A list directory or file could not be loaded.
     #[error(transparent)]
     Lists(#[from] ListError),
+    /// The TLS settings for encrypted upstreams could not be built.
+    #[error("{at}: {key}: {message}")]
+    Tls {
+        /// Where the setting is written (file:line:column).
+        at: String,
+        /// Its key.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
 }
 
 impl Runtime {
@@ -58,13 +70,37 @@ impl Runtime {
         };
         let profiles = config.profiles.iter().map(|p| p.name.clone()).collect();
         let counters = Arc::new(Counters::new(profiles, &lists.categories, clients));
+        let upstream_tls = Self::upstream_tls(&config)?;
         Ok(Self {
             config,
             policy,
             lists,
             counters,
             build_time: started.elapsed(),
+            upstream_tls,
         })
+    }
+
+    fn upstream_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, BuildError> {
+        let upstream = &config.upstream;
+        let wanted = upstream
+            .servers
+            .iter()
+            .any(|s| matches!(s, crate::config::UpstreamServer::Tls { .. }));
+        if !wanted {
+            return Ok(None);
+        }
+        let ca = upstream.tls_ca_file.as_ref();
+        crate::dns::upstream::tls_client_config(ca.map(|c| c.value.as_path()))
+            .map(Some)
+            .map_err(|message| BuildError::Tls {
+                at: ca.map_or_else(
+                    || config.path.display().to_string(),
+                    |c| format!("{}:{}:{}", config.path.display(), c.at.line, c.at.column),
+                ),
+                key: ca.map_or_else(|| "upstream.servers".to_string(), |c| c.key.clone()),
+                message,
+            })
     }
 
     /// Logs what was loaded: counts, build time, bad list lines, categories without a list.

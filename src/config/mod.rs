@@ -115,8 +115,15 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Resolvers to forward to, tried in order: `"9.9.9.9:53"`, `"9.9.9.9"` (port 53) or
-    /// `"udp://9.9.9.9:53"`. UDP with a TCP retry when an answer is truncated.
+    /// `"udp://9.9.9.9:53"` (UDP with a TCP retry when an answer is truncated), `"tcp://…"`
+    /// (TCP only), or `"tls://9.9.9.9:853#dns.quad9.net"` (DNS over TLS, port 853 by default;
+    /// the certificate must be valid for the name after `#`, or for the IP address without
+    /// one). An IP address is required: kidsafe may be the machine's own resolver.
     pub servers: Vec<Spanned<String>>,
+    /// A PEM file of extra certificate authorities trusted for `tls://` upstreams, besides the
+    /// built-in Mozilla roots (e.g. a school's own CA). Default: none.
+    #[serde(default)]
+    pub tls_ca_file: Option<Spanned<String>>,
     /// How long one query may wait for all upstreams together. Default `"2s"`.
     #[serde(default = "default_upstream_timeout")]
     pub timeout: Spanned<String>,
@@ -429,7 +436,9 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     /// Resolvers, in order.
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<UpstreamServer>,
+    /// Extra CA certificates for `tls://` upstreams (resolved path).
+    pub tls_ca_file: Option<Located<PathBuf>>,
     /// Deadline for one query across all upstreams.
     pub timeout: Duration,
     /// Most upstream queries in flight.
@@ -440,6 +449,41 @@ pub struct UpstreamSettings {
     pub rebind_protection: bool,
     /// Domains whose answers may hold private addresses (lower-case).
     pub rebind_allow: Vec<LowerName>,
+}
+
+/// One upstream resolver and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamServer {
+    /// Plain DNS over UDP, retried over TCP when truncated.
+    Udp(SocketAddr),
+    /// Plain DNS over TCP only.
+    Tcp(SocketAddr),
+    /// DNS over TLS (RFC 7858); the certificate is checked against `name`.
+    Tls {
+        /// Where to connect.
+        addr: SocketAddr,
+        /// The name (or IP address) the certificate must be valid for.
+        name: String,
+    },
+}
+
+impl UpstreamServer {
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Udp(a) | Self::Tcp(a) | Self::Tls { addr: a, .. } => *a,
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Udp(a) => write!(f, "udp://{a}"),
+            Self::Tcp(a) => write!(f, "tcp://{a}"),
+            Self::Tls { addr, name } => write!(f, "tls://{addr}#{name}"),
+        }
+    }
 }
 
 /// `[upstream] strategy`.
@@ -809,10 +853,18 @@ impl Checker<'_> {
         let mut servers = Vec::new();
         for (i, s) in u.servers.iter().enumerate() {
             match parse_upstream(s.get_ref()) {
-                Ok(addr) => servers.push(addr),
+                Ok(server) => servers.push(server),
                 Err(msg) => self.problem(s, format!("upstream.servers[{i}]"), msg),
             }
         }
+        let tls_ca_file = u.tls_ca_file.as_ref().map(|f| {
+            let located = self.locate(f, "upstream.tls_ca_file".into());
+            Located {
+                value: self.resolve(&located.value),
+                at: located.at,
+                key: located.key,
+            }
+        });
         let timeout = self.duration(
             &u.timeout,
             "upstream.timeout",
@@ -838,6 +890,7 @@ impl Checker<'_> {
             .collect();
         Some(UpstreamSettings {
             servers,
+            tls_ca_file,
             timeout: timeout?,
             max_in_flight: max_in_flight?,
             strategy: strategy?,
@@ -999,23 +1052,64 @@ pub fn parse_network(text: &str) -> Result<IpNet, String> {
     }
 }
 
-/// Parses an upstream: `ip:port`, `ip` (port 53), or `udp://` either.
-pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
-    let bare = text.strip_prefix("udp://").unwrap_or(text);
-    if let Some((scheme, _)) = bare.split_once("://") {
-        return Err(format!(
-            "\"{scheme}://\" upstreams are not supported yet; use plain DNS: \"9.9.9.9:53\""
-        ));
+/// Parses an upstream: `ip:port` or `ip` (port 53), optionally after `udp://` or `tcp://`,
+/// or `tls://ip[:port][#name]` (port 853).
+pub fn parse_upstream(text: &str) -> Result<UpstreamServer, String> {
+    let (scheme, rest) = text.split_once("://").unwrap_or(("udp", text));
+    let example =
+        "write e.g. \"9.9.9.9:53\", \"tcp://9.9.9.9\" or \"tls://9.9.9.9:853#dns.quad9.net\"";
+    match scheme {
+        "udp" | "tcp" => {
+            let addr = socket_addr(rest, 53)
+                .ok_or_else(|| format!("\"{text}\" is not a resolver address; {example}"))?;
+            Ok(if scheme == "udp" {
+                UpstreamServer::Udp(addr)
+            } else {
+                UpstreamServer::Tcp(addr)
+            })
+        }
+        "tls" => {
+            let (at, name) = match rest.split_once('#') {
+                Some((at, name)) => (at, Some(name)),
+                None => (rest, None),
+            };
+            let addr = socket_addr(at, 853).ok_or_else(|| {
+                format!(
+                    "\"{text}\": a TLS upstream needs an IP address (kidsafe may be this machine's own resolver, so it cannot look the name up); write e.g. \"tls://9.9.9.9:853#dns.quad9.net\""
+                )
+            })?;
+            let name = match name {
+                Some(n) if rustls::pki_types::ServerName::try_from(n).is_ok() && !n.is_empty() => {
+                    n.to_string()
+                }
+                Some(n) => {
+                    return Err(format!(
+                        "\"{n}\" is not a name a certificate can be checked against; write e.g. \"tls://9.9.9.9:853#dns.quad9.net\""
+                    ));
+                }
+                None => addr.ip().to_string(),
+            };
+            Ok(UpstreamServer::Tls { addr, name })
+        }
+        "https" => Err(format!(
+            "\"{text}\": DNS over HTTPS upstreams are not supported yet; use DNS over TLS, e.g. \"tls://9.9.9.9:853#dns.quad9.net\""
+        )),
+        other => Err(format!("unknown upstream scheme \"{other}://\"; {example}")),
     }
-    if let Ok(addr) = bare.parse::<SocketAddr>() {
-        return Ok(addr);
+}
+
+/// `ip:port`, or `ip` with `default_port` (IPv6 as `[::1]:53` or bare `::1`).
+fn socket_addr(text: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
     }
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    Err(format!(
-        "\"{text}\" is not a resolver address; write e.g. \"9.9.9.9:53\" or \"[2620:fe::fe]:53\""
-    ))
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
 }
 
 #[cfg(test)]

@@ -53,6 +53,28 @@ fn a_minimal_config_gets_safe_defaults() {
 
 /// Each row: what is written, then the line, column, key and a phrase the message must hold.
 #[test]
+fn upstream_forms() {
+    let ok = |text: &str| parse_upstream(text).expect(text).to_string();
+    assert_eq!(ok("9.9.9.9"), "udp://9.9.9.9:53");
+    assert_eq!(ok("udp://9.9.9.9:5353"), "udp://9.9.9.9:5353");
+    assert_eq!(ok("tcp://[2620:fe::fe]"), "tcp://[2620:fe::fe]:53");
+    assert_eq!(ok("tcp://2620:fe::fe"), "tcp://[2620:fe::fe]:53");
+    assert_eq!(
+        ok("tls://9.9.9.9#dns.quad9.net"),
+        "tls://9.9.9.9:853#dns.quad9.net"
+    );
+    assert_eq!(ok("tls://1.1.1.1:8853"), "tls://1.1.1.1:8853#1.1.1.1");
+    for bad in [
+        "tls://9.9.9.9#",
+        "tls://9.9.9.9#bad name",
+        "quic://9.9.9.9",
+        "dns.quad9.net",
+    ] {
+        assert!(parse_upstream(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn resilience_settings_have_documented_defaults() {
     let config = load(MINIMAL).expect("valid");
     assert_eq!(config.server.rate_limit, 200);
@@ -137,8 +159,13 @@ fn semantic_errors_point_at_the_value() {
         ),
         (
             "servers = [\"127.0.0.1:53\"]",
-            "servers = [\"tls://9.9.9.9:853\"]",
+            "servers = [\"https://dns.quad9.net/dns-query\"]",
             "not supported yet",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"tls://dns.quad9.net\"]",
+            "needs an IP address",
         ),
         (
             "[upstream]\n",

@@ -231,7 +231,12 @@ impl Handler {
             checking_disabled: key.checking_disabled,
         };
         let upstream = &runtime.config.upstream;
-        let mut message = self.forwarder.resolve(upstream, &question).await.ok()?;
+        let tls = runtime.upstream_tls.as_ref();
+        let mut message = self
+            .forwarder
+            .resolve(upstream, tls, &question)
+            .await
+            .ok()?;
         if upstream.rebind_protection {
             rebind::strip(&mut message, &question.name, &upstream.rebind_allow);
         }

@@ -55,61 +55,7 @@ impl Drop for Upstream {
 
 impl Upstream {
     pub async fn start() -> Self {
-        let origin = name(ZONE);
-        let mut zone =
-            InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
-                origin.clone(),
-                ZoneType::Primary,
-                AxfrPolicy::Deny,
-            );
-        let soa = SOA::new(
-            name("ns.example.test."),
-            name("admin.example.test."),
-            7,
-            3600,
-            600,
-            86_400,
-            300,
-        );
-        let records = [
-            Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)),
-            Record::from_rdata(name(WWW), 300, RData::A(A(WWW_V4))),
-            Record::from_rdata(
-                name(WWW),
-                300,
-                RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10))),
-            ),
-            Record::from_rdata(
-                name(WWW),
-                300,
-                RData::TXT(TXT::new(vec!["hello from upstream".into()])),
-            ),
-            Record::from_rdata(name(BLOCKED), 300, RData::A(A::new(192, 0, 2, 66))),
-            Record::from_rdata(
-                name("sub.blocked.example.test."),
-                300,
-                RData::A(A::new(192, 0, 2, 67)),
-            ),
-            Record::from_rdata(name(CASINO), 300, RData::A(A::new(192, 0, 2, 77))),
-            Record::from_rdata(
-                name("khan.example.test."),
-                300,
-                RData::A(A::new(192, 0, 2, 88)),
-            ),
-        ];
-        for r in records {
-            assert!(zone.upsert_mut(r, 7), "record accepted");
-        }
-        for i in 0..BIG_RECORDS {
-            let text = format!("{i:02}-{}", "x".repeat(60));
-            assert!(zone.upsert_mut(
-                Record::from_rdata(name(BIG), 300, RData::TXT(TXT::new(vec![text]))),
-                7
-            ));
-        }
-        let mut catalog = Catalog::new();
-        catalog.upsert(origin.into(), vec![Arc::new(zone)]);
-
+        let catalog = catalog();
         let udp = UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("bind upstream udp");
@@ -128,6 +74,64 @@ impl Upstream {
         });
         Self { addr, shutdown }
     }
+}
+
+/// The authority every in-process upstream serves: `example.test.` with the names above.
+pub fn catalog() -> Catalog {
+    let origin = name(ZONE);
+    let mut zone = InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    let soa = SOA::new(
+        name("ns.example.test."),
+        name("admin.example.test."),
+        7,
+        3600,
+        600,
+        86_400,
+        300,
+    );
+    let records = [
+        Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)),
+        Record::from_rdata(name(WWW), 300, RData::A(A(WWW_V4))),
+        Record::from_rdata(
+            name(WWW),
+            300,
+            RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10))),
+        ),
+        Record::from_rdata(
+            name(WWW),
+            300,
+            RData::TXT(TXT::new(vec!["hello from upstream".into()])),
+        ),
+        Record::from_rdata(name(BLOCKED), 300, RData::A(A::new(192, 0, 2, 66))),
+        Record::from_rdata(
+            name("sub.blocked.example.test."),
+            300,
+            RData::A(A::new(192, 0, 2, 67)),
+        ),
+        Record::from_rdata(name(CASINO), 300, RData::A(A::new(192, 0, 2, 77))),
+        Record::from_rdata(
+            name("khan.example.test."),
+            300,
+            RData::A(A::new(192, 0, 2, 88)),
+        ),
+    ];
+    for r in records {
+        assert!(zone.upsert_mut(r, 7), "record accepted");
+    }
+    for i in 0..BIG_RECORDS {
+        let text = format!("{i:02}-{}", "x".repeat(60));
+        assert!(zone.upsert_mut(
+            Record::from_rdata(name(BIG), 300, RData::TXT(TXT::new(vec![text]))),
+            7
+        ));
+    }
+    let mut catalog = Catalog::new();
+    catalog.upsert(origin.into(), vec![Arc::new(zone)]);
+    catalog
 }
 
 /// The daemon under test, in-process, with its own config and list directory.

@@ -3,6 +3,7 @@
 //! Only 127.0.0.0/8 addresses, ephemeral ports, bounded waits.
 
 mod cli;
+mod encrypted;
 mod filtering;
 mod harness;
 mod reload;
