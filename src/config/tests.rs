@@ -35,6 +35,47 @@ fn the_example_config_is_valid() {
     assert!(config.profile_index("child").is_some());
 }
 
+/// The Debian package installs packaging/kidsafe.toml: the example with install paths. Keep
+/// the two in step: only the header comment and these three lines may differ.
+#[test]
+fn the_packaged_config_is_the_example_with_install_paths() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packaged = Config::load(&root.join("packaging/kidsafe.toml")).expect("packaged config");
+    assert_eq!(
+        packaged.list_dirs,
+        vec![PathBuf::from("/usr/share/kidsafe/blocklists")]
+    );
+    assert_eq!(packaged.server.state_dir, PathBuf::from("/var/lib/kidsafe"));
+    assert!(packaged.server.listen.iter().all(|a| a.port() == 53));
+
+    let body = |path: &str| {
+        let text = std::fs::read_to_string(root.join(path)).expect("read");
+        let at = text.find("[server]").expect("a [server] table");
+        text[at..].to_string()
+    };
+    let example_with_install_paths = body("config/kidsafe.toml")
+        .replacen(
+            "listen = [\"127.0.0.1:5353\", \"[::1]:5353\"]",
+            "listen = [\"127.0.0.1:53\", \"[::1]:53\"]",
+            1,
+        )
+        .replacen(
+            "state_dir = \"../target/kidsafe-state\"",
+            "state_dir = \"/var/lib/kidsafe\"",
+            1,
+        )
+        .replacen(
+            "dirs = [\"../blocklists\"]",
+            "dirs = [\"/usr/share/kidsafe/blocklists\"]",
+            1,
+        );
+    assert_eq!(
+        body("packaging/kidsafe.toml"),
+        example_with_install_paths,
+        "packaging/kidsafe.toml drifted from config/kidsafe.toml"
+    );
+}
+
 #[test]
 fn a_minimal_config_gets_safe_defaults() {
     let config = load(MINIMAL).expect("valid");
