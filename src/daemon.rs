@@ -1,7 +1,12 @@
 //! The life of the process: load the config and lists, bind, serve, react to signals, stop.
 //!
 //! Nothing answers until the lists are loaded, so a client never gets an unfiltered answer
-//! during start-up. SIGHUP reloads; SIGTERM and SIGINT stop gracefully.
+//! during start-up. SIGHUP reloads; SIGTERM and SIGINT stop gracefully: no new queries, those
+//! in flight answered (see [`server::DRAIN_GRACE`]), statistics flushed, exit 0.
+//!
+//! Under systemd (`Type=notify`) the daemon says `READY=1` once its sockets are bound and its
+//! lists loaded, keeps a `STATUS=` line with list counts current, feeds the watchdog from a task
+//! on the DNS runtime, and says `STOPPING=1` when asked to stop.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use crate::dns::Handler;
 use crate::policy::live;
 use crate::reload::{ReloadHandle, ReloadOptions, Reloader};
 use crate::runtime::{self, BuildError, Runtime};
+use crate::sdnotify::{self, Notifier};
 use crate::server::{self, Listeners, ServeError};
 use crate::stats::{self, Collector, metrics, metrics::ReloadMetrics};
 
@@ -78,6 +84,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     collector.register(Arc::clone(&runtime.counters));
     let shared = runtime::share(runtime);
     let shutdown = CancellationToken::new();
+    let notifier = Notifier::from_env();
     tokio_rt.block_on(async {
         let reload_metrics = Arc::new(ReloadMetrics::default());
         let options = ReloadOptions {
@@ -85,9 +92,23 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             state_dir: Some(state_dir),
             collector: Some(Arc::clone(&collector)),
             metrics: Some(Arc::clone(&reload_metrics)),
+            notifier: notifier.clone(),
         };
         let reload = Reloader::spawn(shared.clone(), path, options, shutdown.clone());
-        spawn_signal_handlers(reload, shutdown.clone())?;
+        spawn_signal_handlers(reload, shutdown.clone(), notifier.clone())?;
+        // The watchdog is fed until the process is done, drain and final flush included.
+        let watchdog_stop = CancellationToken::new();
+        if let (Some(n), Some(every)) = (&notifier, sdnotify::watchdog_interval()) {
+            info!(
+                every_ms = every.as_millis() as u64,
+                "feeding the systemd watchdog"
+            );
+            tokio::spawn(sdnotify::run_watchdog(
+                Arc::clone(n),
+                every,
+                watchdog_stop.clone(),
+            ));
+        }
 
         let handler = Handler::new(shared.clone());
         if let Some(listener) = metrics_listener {
@@ -124,9 +145,16 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             startup_ms = started.elapsed().as_millis() as u64,
             threads, "kidsafe is answering"
         );
+        if let Some(n) = &notifier {
+            // Sockets are bound and lists loaded: queries queued in the kernel from now on
+            // are answered by the filter, never unfiltered.
+            let line = shared.load().status_line(1);
+            n.notify(&format!("READY=1\nSTATUS={line}"));
+        }
         let served = server::serve(handler, listeners, tcp_idle, shutdown).await;
         flush_stop.cancel();
         let _ = flusher.await;
+        watchdog_stop.cancel();
         served?;
         info!("stopped");
         Ok(())
@@ -136,6 +164,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
 fn spawn_signal_handlers(
     reload: ReloadHandle,
     shutdown: CancellationToken,
+    notifier: Option<Arc<Notifier>>,
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
     let io = |e: std::io::Error| DaemonError::Serve(ServeError::Serve(e.to_string()));
@@ -147,6 +176,9 @@ fn spawn_signal_handlers(
         tokio::select! {
             _ = term.recv() => info!("SIGTERM received"),
             _ = int.recv() => info!("SIGINT received"),
+        }
+        if let Some(n) = &notifier {
+            n.notify("STOPPING=1\nSTATUS=stopping: answering the queries in flight");
         }
         stop.cancel();
     });

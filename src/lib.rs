@@ -14,6 +14,7 @@
 //! - [`server`]: binding sockets and serving.
 //! - [`reload`]: building a new runtime off the query path and swapping it in.
 //! - [`daemon`]: the process: start, signals, stop.
+//! - [`sdnotify`]: telling systemd we are ready, alive, reloading or stopping.
 //! - [`logging`]: tracing setup that never lets a queried name or client address through.
 
 #![forbid(unsafe_code)]
@@ -27,5 +28,6 @@ pub mod logging;
 pub mod policy;
 pub mod reload;
 pub mod runtime;
+pub mod sdnotify;
 pub mod server;
 pub mod stats;

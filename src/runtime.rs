@@ -35,6 +35,8 @@ pub struct Runtime {
     neighbours: Mutex<HashMap<Mac, Vec<IpAddr>>>,
     /// How long the build took (reported at start and reload).
     pub build_time: Duration,
+    /// TLS client settings for `tls://` upstreams (None when there are none).
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a runtime could not be built; the one running keeps serving.
@@ -46,6 +48,16 @@ pub enum BuildError {
     /// A list directory or file could not be loaded.
     #[error(transparent)]
     Lists(#[from] ListError),
+    /// The TLS settings for encrypted upstreams could not be built.
+    #[error("{at}: {key}: {message}")]
+    Tls {
+        /// Where the setting is written (file:line:column).
+        at: String,
+        /// Its key.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
 }
 
 impl Runtime {
@@ -85,6 +97,7 @@ impl Runtime {
             HashMap::new()
         };
         let live = LiveState::compute(&policy, &overrides, &neighbours, jiff::Timestamp::now());
+        let upstream_tls = Self::upstream_tls(&config)?;
         Ok(Self {
             live: ArcSwap::from_pointee(live),
             overrides: Mutex::new(overrides),
@@ -94,7 +107,30 @@ impl Runtime {
             lists,
             counters,
             build_time: started.elapsed(),
+            upstream_tls,
         })
+    }
+
+    fn upstream_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, BuildError> {
+        let upstream = &config.upstream;
+        let wanted = upstream
+            .servers
+            .iter()
+            .any(|s| matches!(s, crate::config::UpstreamServer::Tls { .. }));
+        if !wanted {
+            return Ok(None);
+        }
+        let ca = upstream.tls_ca_file.as_ref();
+        crate::dns::upstream::tls_client_config(ca.map(|c| c.value.as_path()))
+            .map(Some)
+            .map_err(|message| BuildError::Tls {
+                at: ca.map_or_else(
+                    || config.path.display().to_string(),
+                    |c| format!("{}:{}:{}", config.path.display(), c.at.line, c.at.column),
+                ),
+                key: ca.map_or_else(|| "upstream.servers".to_string(), |c| c.key.clone()),
+                message,
+            })
     }
 
     /// Logs what was loaded: counts, build time, bad list lines, categories without a list.
@@ -113,6 +149,16 @@ impl Runtime {
             "{what} config and lists"
         );
         self.log_warnings();
+    }
+
+    /// One line for `systemctl status` (sd_notify `STATUS=`): counts only.
+    pub fn status_line(&self, generation: u64) -> String {
+        format!(
+            "generation {generation}: {} names stored from {} list files, {} profiles",
+            self.lists.store.len(),
+            self.lists.files.len(),
+            self.config.profiles.len()
+        )
     }
 
     /// Logs what a parent or admin should fix: unreadable list lines, categories without a list.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use std::sync::Arc;
 
@@ -24,6 +24,9 @@ const UDP_RECV_BUFFER: usize = 4 << 20;
 const TCP_BACKLOG: i32 = 1024;
 /// Per-connection response buffer hickory-server keeps for TCP.
 const TCP_RESPONSE_BUFFER: usize = 32;
+/// How long a stop waits for queries in flight (an upstream exchange is bounded by
+/// `upstream.timeout`, 2 s by default); well inside the unit's `TimeoutStopSec`.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -144,13 +147,14 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 }
 
 /// Serves DNS on `listeners` until `shutdown` is cancelled, then stops accepting and lets
-/// queries in flight finish. Must run inside a tokio runtime.
+/// queries in flight finish (for at most [`DRAIN_GRACE`]). Must run inside a tokio runtime.
 pub async fn serve(
     handler: Handler,
     listeners: Listeners,
     tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let in_flight = handler.in_flight();
     let handler = Arc::new(handler);
     let mut server = Server::new(SharedHandler(Arc::clone(&handler)));
     let io = |e: std::io::Error| ServeError::Serve(e.to_string());
@@ -174,7 +178,24 @@ pub async fn serve(
         info!(%addr, "listening (udp and tcp)");
     }
     shutdown.cancelled().await;
-    info!("stopping: no new queries accepted, finishing those in flight");
+    info!(
+        in_flight = in_flight.len(),
+        "stopping: no new queries accepted, finishing those in flight"
+    );
+    // hickory-server aborts its per-query tasks when it shuts down, so the drain happens here,
+    // with the sockets still open for the answers: new requests are dropped (the handler sees
+    // the tracker closed), admitted ones finish. The UDP loops have stopped receiving; their
+    // answers still waiting on upstreams are part of the drain.
+    in_flight.close();
+    if tokio::time::timeout(DRAIN_GRACE, in_flight.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            abandoned = in_flight.len(),
+            "queries still in flight after the drain grace period; stopping anyway"
+        );
+    }
     let tcp = server.shutdown_gracefully().await;
     for udp_loop in udp_loops {
         let _ = udp_loop.await;

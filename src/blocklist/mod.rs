@@ -318,9 +318,11 @@ mod tests {
         std::fs::create_dir_all(&lists).expect("mkdir");
         std::fs::write(lists.join("gambling.txt"), "casino.example\nbad..line\n").expect("write");
         let builtin: &[(&str, &[&str])] = &[("bypass", &["dns.example"])];
-        let first = load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("build");
+        let first =
+            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("build");
         assert!(state.join("lists.fst").exists());
-        let cached = load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("cached");
+        let cached =
+            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("cached");
         assert_eq!(cached.store.as_bytes(), first.store.as_bytes());
         assert_eq!(cached.files.len(), first.files.len());
         assert_eq!(cached.files[0].bad, 1, "reports survive the cache");
@@ -330,11 +332,13 @@ mod tests {
         // A changed list is rebuilt, never served from the cache.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(lists.join("gambling.txt"), "casino.example\nbet.example\n").expect("write");
-        let rebuilt = load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("rebuild");
+        let rebuilt =
+            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("rebuild");
         assert_ne!(rebuilt.store.lookup_str("bet.example"), 0);
         // Other built-in names are a change too.
         let other: &[(&str, &[&str])] = &[("bypass", &["dns2.example"])];
-        let changed = load_dirs_cached(std::slice::from_ref(&lists), other, Some(&state)).expect("rebuild");
+        let changed =
+            load_dirs_cached(std::slice::from_ref(&lists), other, Some(&state)).expect("rebuild");
         assert_eq!(changed.store.lookup_str("dns.example"), 0);
         // A corrupted automaton fails its checksum and is rebuilt.
         let mut bytes = std::fs::read(state.join("lists.fst")).expect("read");

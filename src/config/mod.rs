@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hickory_proto::rr::{LowerName, Name};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -89,6 +90,14 @@ pub struct ServerConfig {
     /// Default `["/proc/net/arp", "ip neigh"]`.
     #[serde(default = "default_neighbour_tables")]
     pub neighbour_tables: Vec<Spanned<String>>,
+    /// Queries per second one client address may send (a token bucket); beyond it the client
+    /// gets REFUSED until it slows down. 0 turns the limit off. Default 200.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: Spanned<u32>,
+    /// How many queries a client may send at once before `rate_limit` applies (the bucket's
+    /// size), in queries. Default: twice `rate_limit`.
+    #[serde(default)]
+    pub rate_burst: Option<Spanned<u32>>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +113,8 @@ impl Default for ServerConfig {
             tcp_idle_timeout: default_tcp_idle_timeout(),
             timezone: None,
             neighbour_tables: default_neighbour_tables(),
+            rate_limit: default_rate_limit(),
+            rate_burst: None,
         }
     }
 }
@@ -113,14 +124,35 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Resolvers to forward to, tried in order: `"9.9.9.9:53"`, `"9.9.9.9"` (port 53) or
-    /// `"udp://9.9.9.9:53"`. UDP with a TCP retry when an answer is truncated.
+    /// `"udp://9.9.9.9:53"` (UDP with a TCP retry when an answer is truncated), `"tcp://…"`
+    /// (TCP only), or `"tls://9.9.9.9:853#dns.quad9.net"` (DNS over TLS, port 853 by default;
+    /// the certificate must be valid for the name after `#`, or for the IP address without
+    /// one). An IP address is required: kidsafe may be the machine's own resolver.
     pub servers: Vec<Spanned<String>>,
+    /// A PEM file of extra certificate authorities trusted for `tls://` upstreams, besides the
+    /// built-in Mozilla roots (e.g. a school's own CA). Default: none.
+    #[serde(default)]
+    pub tls_ca_file: Option<Spanned<String>>,
     /// How long one query may wait for all upstreams together. Default `"2s"`.
     #[serde(default = "default_upstream_timeout")]
     pub timeout: Spanned<String>,
     /// Most upstream queries in flight at once; beyond it clients get SERVFAIL. Default 1024.
+    /// Identical questions asked at the same time share one upstream query.
     #[serde(default = "default_upstream_in_flight")]
     pub max_in_flight: Spanned<usize>,
+    /// How upstreams are chosen: `"failover"` (default) asks them in the order written,
+    /// skipping one that stopped answering until a later query finds it back.
+    #[serde(default = "default_strategy")]
+    pub strategy: Spanned<String>,
+    /// DNS-rebinding protection: an upstream answer that maps a name to a private, loopback or
+    /// link-local address is replaced by an empty answer (NOERROR, no records), so a web page
+    /// cannot turn a public name into a way into the LAN. Default true.
+    #[serde(default = "default_true")]
+    pub rebind_protection: bool,
+    /// Domains (with their subdomains) whose answers may hold private addresses: the LAN's own
+    /// names. Default `["lan", "home.arpa"]`.
+    #[serde(default = "default_rebind_allow")]
+    pub rebind_allow: Vec<Spanned<String>>,
 }
 
 /// `[cache]`.
@@ -136,6 +168,11 @@ pub struct CacheConfig {
     /// Longest time a negative answer (NXDOMAIN, NODATA) is kept. Default `"1h"`.
     #[serde(default = "default_cache_negative_ttl")]
     pub max_negative_ttl: Spanned<String>,
+    /// Serve-stale (RFC 8767): when no upstream answers, an answer that expired less than this
+    /// long ago is given instead of SERVFAIL, with a TTL of 30 s. `"0s"` turns it off.
+    /// Default `"1d"`.
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: Spanned<String>,
 }
 
 impl Default for CacheConfig {
@@ -144,6 +181,7 @@ impl Default for CacheConfig {
             entries: default_cache_entries(),
             max_ttl: default_cache_max_ttl(),
             max_negative_ttl: default_cache_negative_ttl(),
+            serve_stale: default_serve_stale(),
         }
     }
 }
@@ -329,6 +367,21 @@ fn default_max_in_flight() -> Spanned<usize> {
 fn default_tcp_idle_timeout() -> Spanned<String> {
     spanned("10s".into())
 }
+fn default_rate_limit() -> Spanned<u32> {
+    spanned(200)
+}
+fn default_strategy() -> Spanned<String> {
+    spanned("failover".into())
+}
+fn default_rebind_allow() -> Vec<Spanned<String>> {
+    ["lan", "home.arpa"]
+        .into_iter()
+        .map(|s| spanned(s.to_string()))
+        .collect()
+}
+fn default_serve_stale() -> Spanned<String> {
+    spanned("1d".into())
+}
 fn default_upstream_timeout() -> Spanned<String> {
     spanned("2s".into())
 }
@@ -441,17 +494,71 @@ pub struct ServerSettings {
     pub timezone: jiff::tz::TimeZone,
     /// Neighbour tables for MAC matching.
     pub neighbour_tables: Vec<PathBuf>,
+    /// Queries per second per client (0 = unlimited).
+    pub rate_limit: u32,
+    /// Token bucket size per client, queries.
+    pub rate_burst: u32,
 }
 
 /// `[upstream]`, checked.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     /// Resolvers, in order.
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<UpstreamServer>,
+    /// Extra CA certificates for `tls://` upstreams (resolved path).
+    pub tls_ca_file: Option<Located<PathBuf>>,
     /// Deadline for one query across all upstreams.
     pub timeout: Duration,
     /// Most upstream queries in flight.
     pub max_in_flight: usize,
+    /// How upstreams are chosen.
+    pub strategy: Strategy,
+    /// Whether private addresses in upstream answers are dropped.
+    pub rebind_protection: bool,
+    /// Domains whose answers may hold private addresses (lower-case).
+    pub rebind_allow: Vec<LowerName>,
+}
+
+/// One upstream resolver and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamServer {
+    /// Plain DNS over UDP, retried over TCP when truncated.
+    Udp(SocketAddr),
+    /// Plain DNS over TCP only.
+    Tcp(SocketAddr),
+    /// DNS over TLS (RFC 7858); the certificate is checked against `name`.
+    Tls {
+        /// Where to connect.
+        addr: SocketAddr,
+        /// The name (or IP address) the certificate must be valid for.
+        name: String,
+    },
+}
+
+impl UpstreamServer {
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Udp(a) | Self::Tcp(a) | Self::Tls { addr: a, .. } => *a,
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Udp(a) => write!(f, "udp://{a}"),
+            Self::Tcp(a) => write!(f, "tcp://{a}"),
+            Self::Tls { addr, name } => write!(f, "tls://{addr}#{name}"),
+        }
+    }
+}
+
+/// `[upstream] strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// In the order written, skipping upstreams that stopped answering.
+    Failover,
 }
 
 /// `[cache]`, checked.
@@ -463,6 +570,8 @@ pub struct CacheSettings {
     pub max_ttl: u32,
     /// Negative TTL cap, seconds.
     pub max_negative_ttl: u32,
+    /// How long after expiry an answer may still be served when upstreams fail (zero: never).
+    pub serve_stale: Duration,
 }
 
 /// `[stats]`, checked.
@@ -838,6 +947,26 @@ impl Checker<'_> {
                 other => self.resolve(other),
             })
             .collect();
+        let rate_limit = *s.rate_limit.get_ref();
+        if rate_limit > 1_000_000 {
+            self.problem(
+                &s.rate_limit,
+                "server.rate_limit",
+                "must be at most 1000000 queries per second (0 turns the limit off)",
+            );
+        }
+        let rate_burst = match &s.rate_burst {
+            Some(b) if !(1..=1_000_000).contains(b.get_ref()) => {
+                self.problem(
+                    b,
+                    "server.rate_burst",
+                    "must be between 1 and 1000000 queries",
+                );
+                None
+            }
+            Some(b) => Some(*b.get_ref()),
+            None => Some(rate_limit.saturating_mul(2).max(1)),
+        };
         Some(ServerSettings {
             timezone: timezone?,
             neighbour_tables,
@@ -849,6 +978,8 @@ impl Checker<'_> {
             threads: s.threads,
             max_in_flight: max_in_flight?,
             tcp_idle_timeout: tcp_idle_timeout?,
+            rate_limit,
+            rate_burst: rate_burst?,
         })
     }
 
@@ -863,10 +994,18 @@ impl Checker<'_> {
         let mut servers = Vec::new();
         for (i, s) in u.servers.iter().enumerate() {
             match parse_upstream(s.get_ref()) {
-                Ok(addr) => servers.push(addr),
+                Ok(server) => servers.push(server),
                 Err(msg) => self.problem(s, format!("upstream.servers[{i}]"), msg),
             }
         }
+        let tls_ca_file = u.tls_ca_file.as_ref().map(|f| {
+            let located = self.locate(f, "upstream.tls_ca_file".into());
+            Located {
+                value: self.resolve(&located.value),
+                at: located.at,
+                key: located.key,
+            }
+        });
         let timeout = self.duration(
             &u.timeout,
             "upstream.timeout",
@@ -874,10 +1013,34 @@ impl Checker<'_> {
             Duration::from_secs(30),
         );
         let max_in_flight = self.bounded(&u.max_in_flight, "upstream.max_in_flight", 1, 65_535);
+        let strategy = match u.strategy.get_ref().as_str() {
+            "failover" => Some(Strategy::Failover),
+            _ => {
+                self.problem(
+                    &u.strategy,
+                    "upstream.strategy",
+                    "must be \"failover\" (upstreams in the order written)",
+                );
+                None
+            }
+        };
+        let rebind_allow = self
+            .rules(&u.rebind_allow, "upstream.rebind_allow")
+            .iter()
+            .filter_map(|r| {
+                Name::from_ascii(format!("{}.", r.name))
+                    .ok()
+                    .map(LowerName::from)
+            })
+            .collect();
         Some(UpstreamSettings {
             servers,
+            tls_ca_file,
             timeout: timeout?,
             max_in_flight: max_in_flight?,
+            strategy: strategy?,
+            rebind_protection: u.rebind_protection,
+            rebind_allow,
         })
     }
 
@@ -886,10 +1049,12 @@ impl Checker<'_> {
         let week = Duration::from_secs(7 * 86_400);
         let max_ttl = self.seconds(&c.max_ttl, "cache.max_ttl", week);
         let max_negative_ttl = self.seconds(&c.max_negative_ttl, "cache.max_negative_ttl", week);
+        let serve_stale = self.duration(&c.serve_stale, "cache.serve_stale", Duration::ZERO, week);
         Some(CacheSettings {
             entries: entries?,
             max_ttl: max_ttl?,
             max_negative_ttl: max_negative_ttl?,
+            serve_stale: serve_stale?,
         })
     }
 
@@ -1229,23 +1394,64 @@ pub fn parse_network(text: &str) -> Result<IpNet, String> {
     }
 }
 
-/// Parses an upstream: `ip:port`, `ip` (port 53), or `udp://` either.
-pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
-    let bare = text.strip_prefix("udp://").unwrap_or(text);
-    if let Some((scheme, _)) = bare.split_once("://") {
-        return Err(format!(
-            "\"{scheme}://\" upstreams are not supported yet; use plain DNS: \"9.9.9.9:53\""
-        ));
+/// Parses an upstream: `ip:port` or `ip` (port 53), optionally after `udp://` or `tcp://`,
+/// or `tls://ip[:port][#name]` (port 853).
+pub fn parse_upstream(text: &str) -> Result<UpstreamServer, String> {
+    let (scheme, rest) = text.split_once("://").unwrap_or(("udp", text));
+    let example =
+        "write e.g. \"9.9.9.9:53\", \"tcp://9.9.9.9\" or \"tls://9.9.9.9:853#dns.quad9.net\"";
+    match scheme {
+        "udp" | "tcp" => {
+            let addr = socket_addr(rest, 53)
+                .ok_or_else(|| format!("\"{text}\" is not a resolver address; {example}"))?;
+            Ok(if scheme == "udp" {
+                UpstreamServer::Udp(addr)
+            } else {
+                UpstreamServer::Tcp(addr)
+            })
+        }
+        "tls" => {
+            let (at, name) = match rest.split_once('#') {
+                Some((at, name)) => (at, Some(name)),
+                None => (rest, None),
+            };
+            let addr = socket_addr(at, 853).ok_or_else(|| {
+                format!(
+                    "\"{text}\": a TLS upstream needs an IP address (kidsafe may be this machine's own resolver, so it cannot look the name up); write e.g. \"tls://9.9.9.9:853#dns.quad9.net\""
+                )
+            })?;
+            let name = match name {
+                Some(n) if rustls::pki_types::ServerName::try_from(n).is_ok() && !n.is_empty() => {
+                    n.to_string()
+                }
+                Some(n) => {
+                    return Err(format!(
+                        "\"{n}\" is not a name a certificate can be checked against; write e.g. \"tls://9.9.9.9:853#dns.quad9.net\""
+                    ));
+                }
+                None => addr.ip().to_string(),
+            };
+            Ok(UpstreamServer::Tls { addr, name })
+        }
+        "https" => Err(format!(
+            "\"{text}\": DNS over HTTPS upstreams are not supported yet; use DNS over TLS, e.g. \"tls://9.9.9.9:853#dns.quad9.net\""
+        )),
+        other => Err(format!("unknown upstream scheme \"{other}://\"; {example}")),
     }
-    if let Ok(addr) = bare.parse::<SocketAddr>() {
-        return Ok(addr);
+}
+
+/// `ip:port`, or `ip` with `default_port` (IPv6 as `[::1]:53` or bare `::1`).
+fn socket_addr(text: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
     }
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    Err(format!(
-        "\"{text}\" is not a resolver address; write e.g. \"9.9.9.9:53\" or \"[2620:fe::fe]:53\""
-    ))
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
 }
 
 #[cfg(test)]

@@ -35,6 +35,47 @@ fn the_example_config_is_valid() {
     assert!(config.profile_index("child").is_some());
 }
 
+/// The Debian package installs packaging/kidsafe.toml: the example with install paths. Keep
+/// the two in step: only the header comment and these three lines may differ.
+#[test]
+fn the_packaged_config_is_the_example_with_install_paths() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packaged = Config::load(&root.join("packaging/kidsafe.toml")).expect("packaged config");
+    assert_eq!(
+        packaged.list_dirs,
+        vec![PathBuf::from("/usr/share/kidsafe/blocklists")]
+    );
+    assert_eq!(packaged.server.state_dir, PathBuf::from("/var/lib/kidsafe"));
+    assert!(packaged.server.listen.iter().all(|a| a.port() == 53));
+
+    let body = |path: &str| {
+        let text = std::fs::read_to_string(root.join(path)).expect("read");
+        let at = text.find("[server]").expect("a [server] table");
+        text[at..].to_string()
+    };
+    let example_with_install_paths = body("config/kidsafe.toml")
+        .replacen(
+            "listen = [\"127.0.0.1:5353\", \"[::1]:5353\"]",
+            "listen = [\"127.0.0.1:53\", \"[::1]:53\"]",
+            1,
+        )
+        .replacen(
+            "state_dir = \"../target/kidsafe-state\"",
+            "state_dir = \"/var/lib/kidsafe\"",
+            1,
+        )
+        .replacen(
+            "dirs = [\"../blocklists\"]",
+            "dirs = [\"/usr/share/kidsafe/blocklists\"]",
+            1,
+        );
+    assert_eq!(
+        body("packaging/kidsafe.toml"),
+        example_with_install_paths,
+        "packaging/kidsafe.toml drifted from config/kidsafe.toml"
+    );
+}
+
 #[test]
 fn a_minimal_config_gets_safe_defaults() {
     let config = load(MINIMAL).expect("valid");
@@ -52,6 +93,56 @@ fn a_minimal_config_gets_safe_defaults() {
 }
 
 /// Each row: what is written, then the line, column, key and a phrase the message must hold.
+#[test]
+fn upstream_forms() {
+    let ok = |text: &str| parse_upstream(text).expect(text).to_string();
+    assert_eq!(ok("9.9.9.9"), "udp://9.9.9.9:53");
+    assert_eq!(ok("udp://9.9.9.9:5353"), "udp://9.9.9.9:5353");
+    assert_eq!(ok("tcp://[2620:fe::fe]"), "tcp://[2620:fe::fe]:53");
+    assert_eq!(ok("tcp://2620:fe::fe"), "tcp://[2620:fe::fe]:53");
+    assert_eq!(
+        ok("tls://9.9.9.9#dns.quad9.net"),
+        "tls://9.9.9.9:853#dns.quad9.net"
+    );
+    assert_eq!(ok("tls://1.1.1.1:8853"), "tls://1.1.1.1:8853#1.1.1.1");
+    for bad in [
+        "tls://9.9.9.9#",
+        "tls://9.9.9.9#bad name",
+        "quic://9.9.9.9",
+        "dns.quad9.net",
+    ] {
+        assert!(parse_upstream(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn resilience_settings_have_documented_defaults() {
+    let config = load(MINIMAL).expect("valid");
+    assert_eq!(config.server.rate_limit, 200);
+    assert_eq!(config.server.rate_burst, 400, "twice the rate");
+    assert_eq!(config.upstream.strategy, Strategy::Failover);
+    assert!(config.upstream.rebind_protection);
+    let allow: Vec<String> = config
+        .upstream
+        .rebind_allow
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(allow, vec!["lan.", "home.arpa."]);
+    assert_eq!(config.cache.serve_stale, Duration::from_secs(86_400));
+
+    let custom = MINIMAL.replacen(
+        "[upstream]\n",
+        "[server]\nrate_limit = 0\n[cache]\nserve_stale = \"0s\"\n[upstream]\nrebind_protection = false\nrebind_allow = []\n",
+        1,
+    );
+    let config = load(&custom).expect("valid");
+    assert_eq!((config.server.rate_limit, config.server.rate_burst), (0, 1));
+    assert!(config.cache.serve_stale.is_zero());
+    assert!(!config.upstream.rebind_protection);
+    assert!(config.upstream.rebind_allow.is_empty());
+}
+
 #[test]
 fn bad_configs_name_line_column_and_key() {
     let cases: &[(&str, (usize, usize), &str, &str)] = &[
@@ -109,8 +200,13 @@ fn semantic_errors_point_at_the_value() {
         ),
         (
             "servers = [\"127.0.0.1:53\"]",
-            "servers = [\"tls://9.9.9.9:853\"]",
+            "servers = [\"https://dns.quad9.net/dns-query\"]",
             "not supported yet",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"tls://dns.quad9.net\"]",
+            "needs an IP address",
         ),
         (
             "[upstream]\n",
@@ -131,6 +227,26 @@ fn semantic_errors_point_at_the_value() {
             "block = [\"adult\"]",
             "block = [\"adult\"]\nallow = [\"not a name\"]",
             "not a domain name",
+        ),
+        (
+            "[upstream]\n",
+            "[upstream]\nstrategy = \"fastest\"\n",
+            "must be \"failover\"",
+        ),
+        (
+            "[upstream]\n",
+            "[upstream]\nrebind_allow = [\"lan\", \"my lan\"]\n",
+            "not a domain name",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"127.0.0.1:53\"]\n[server]\nrate_burst = 0",
+            "between 1 and 1000000 queries",
+        ),
+        (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"127.0.0.1:53\"]\n[cache]\nserve_stale = \"30d\"",
+            "must be between 0s and 7days",
         ),
     ];
     for (from, to, phrase) in cases {

@@ -4,12 +4,21 @@
 //! negative TTL (RFC 2308); both are capped by config. Ages are measured on the monotonic clock,
 //! so a wall-clock jump never expires or revives the whole cache. The map is sharded
 //! (`quick_cache`), so queries on different names do not wait on each other.
+//!
+//! Serve-stale (RFC 8767): an expired answer stays in the map for `[cache] serve_stale` after
+//! its expiry (the map's size bound still evicts it when room is needed), so that when every
+//! upstream fails it can be given out with [`STALE_TTL`] instead of SERVFAIL. A fresh lookup
+//! never returns it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+
+/// The TTL of every record in a stale answer: RFC 8767 recommends 30 s, so clients come back
+/// soon and find the fresh answer once an upstream is reachable again.
+pub const STALE_TTL: u32 = 30;
 
 /// What an answer is cached under. The DO and CD bits change what an upstream returns.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -85,6 +94,42 @@ impl Answer {
         (age < self.lifetime).then_some(age)
     }
 
+    /// How long ago the answer expired (zero while it is fresh).
+    pub fn expired_for(&self, now: Instant) -> Duration {
+        let expiry = self.stored + Duration::from_secs(u64::from(self.lifetime));
+        now.saturating_duration_since(expiry)
+    }
+
+    /// The sections with every TTL set to [`STALE_TTL`], for serving the answer stale.
+    pub fn stale(&self) -> [Vec<Record>; 3] {
+        let restamp = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.ttl = STALE_TTL;
+                    r
+                })
+                .collect()
+        };
+        [
+            restamp(&self.answers),
+            restamp(&self.authorities),
+            restamp(&self.additionals),
+        ]
+    }
+
+    /// [`Answer::stale`], with TTLs capped at `cap` too.
+    pub fn stale_capped(&self, cap: Option<u32>) -> [Vec<Record>; 3] {
+        let mut sections = self.stale();
+        if let Some(cap) = cap {
+            for r in sections.iter_mut().flatten() {
+                r.ttl = r.ttl.min(cap);
+            }
+        }
+        sections
+    }
+
     /// The sections with every TTL lowered by `age` seconds and capped at `cap`.
     pub fn aged(&self, age: u32, cap: Option<u32>) -> [Vec<Record>; 3] {
         let cap = cap.unwrap_or(u32::MAX);
@@ -143,17 +188,40 @@ impl AnswerCache {
         }
     }
 
-    /// A fresh answer and its age, or `None`.
-    pub fn get(&self, key: &CacheKey, now: Instant) -> Option<(Arc<Answer>, u32)> {
+    /// A fresh answer and its age, or `None`. An expired answer is left in place while it may
+    /// still be served stale (for `keep_stale` after expiry), and removed after that.
+    pub fn get(
+        &self,
+        key: &CacheKey,
+        now: Instant,
+        keep_stale: Duration,
+    ) -> Option<(Arc<Answer>, u32)> {
         let cache = self.inner.as_ref()?;
         let answer = cache.get(key)?;
         match answer.age(now) {
             Some(age) => Some((answer, age)),
             None => {
-                cache.remove(key);
+                if answer.expired_for(now) >= keep_stale {
+                    cache.remove(key);
+                }
                 None
             }
         }
+    }
+
+    /// An answer that expired less than `max_stale` ago (or is still fresh), to serve when no
+    /// upstream answers. `None` when there is none or `max_stale` is zero.
+    pub fn get_stale(
+        &self,
+        key: &CacheKey,
+        now: Instant,
+        max_stale: Duration,
+    ) -> Option<Arc<Answer>> {
+        if max_stale.is_zero() {
+            return None;
+        }
+        let answer = self.inner.as_ref()?.get(key)?;
+        (answer.expired_for(now) < max_stale).then_some(answer)
     }
 
     /// Keeps an answer if it may be cached.
@@ -268,12 +336,44 @@ mod tests {
         let stored = answer.stored;
         cache.insert(key.clone(), answer);
         let (hit, age) = cache
-            .get(&key, stored + Duration::from_secs(10))
+            .get(&key, stored + Duration::from_secs(10), Duration::ZERO)
             .expect("fresh");
         assert_eq!(age, 10);
         assert_eq!(hit.aged(age, None)[0][0].ttl, 50);
         assert_eq!(hit.aged(age, Some(7))[0][0].ttl, 7);
-        assert!(cache.get(&key, stored + Duration::from_secs(60)).is_none());
+        let at = |secs| stored + Duration::from_secs(secs);
+        assert!(cache.get(&key, at(60), Duration::ZERO).is_none());
         assert!(cache.is_empty(), "an expired entry is removed");
+    }
+
+    #[test]
+    fn expired_entries_are_kept_for_serve_stale_then_dropped() {
+        let cache = AnswerCache::new(10);
+        let key = CacheKey {
+            name: LowerName::from(name("www.example.")),
+            qtype: RecordType::A,
+            dnssec_ok: false,
+            checking_disabled: false,
+        };
+        let answer = Arc::new(Answer::from_upstream(
+            message(ResponseCode::NoError, vec![a(60)], vec![]),
+            86_400,
+            3600,
+        ));
+        let at = |secs| answer.stored + Duration::from_secs(secs);
+        let day = Duration::from_secs(86_400);
+        cache.insert(key.clone(), Arc::clone(&answer));
+        // Expired: not fresh, but kept and servable stale, with the RFC 8767 TTL.
+        assert!(cache.get(&key, at(61), day).is_none());
+        let stale = cache.get_stale(&key, at(61), day).expect("stale");
+        assert_eq!(stale.stale()[0][0].ttl, STALE_TTL);
+        assert!(
+            cache.get_stale(&key, at(61), Duration::ZERO).is_none(),
+            "off"
+        );
+        // A day after expiry it is neither served nor kept.
+        assert!(cache.get_stale(&key, at(60 + 86_400), day).is_none());
+        assert!(cache.get(&key, at(60 + 86_400), day).is_none());
+        assert!(cache.is_empty());
     }
 }

@@ -4,13 +4,16 @@
 //! 1. strict validation before any policy — opcode QUERY (else NOTIMP), exactly one question
 //!    (else FORMERR: a second question would slip past the filter), EDNS version 0 (else
 //!    BADVERS), class IN (else REFUSED), no zone transfers;
-//! 2. the client must be in `allow_clients` (else REFUSED);
+//! 2. the client must be in `allow_clients` and within its rate limit (else REFUSED);
 //! 3. client → profile → [`Decision`]; a block is answered locally, whatever the query type;
-//! 4. otherwise cache, then upstream.
+//! 4. otherwise cache, then upstream (identical concurrent misses share one upstream query;
+//!    answers pointing public names into the LAN are emptied), and when every upstream fails,
+//!    an expired answer (serve-stale) before SERVFAIL.
 //!
-//! The request path never fails: every internal problem maps to SERVFAIL or REFUSED. It takes
-//! no lock (the runtime is an `ArcSwap` load, the cache is sharded) and never logs a name or an
-//! address.
+//! The request path never fails: every internal problem maps to SERVFAIL or REFUSED. Its locks
+//! are short and sharded or per miss (the runtime is an `ArcSwap` load, the cache and the rate
+//! limiter are sharded, the coalescer's map is touched once per cache miss), and it never logs
+//! a name or an address.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,9 +28,13 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use super::answer;
 use super::cache::{Answer, AnswerCache, CacheKey};
+use super::coalesce::{Coalescer, Role};
+use super::ratelimit::RateLimiter;
+use super::rebind;
 use super::upstream::{Forwarder, Question};
 use crate::config::BlockResponse;
 use crate::policy::live::IDLE;
@@ -46,6 +53,9 @@ pub struct Handler {
     cache: Arc<AnswerCache>,
     forwarder: Forwarder,
     requests: Semaphore,
+    in_flight: TaskTracker,
+    coalescer: Coalescer,
+    limiter: RateLimiter,
 }
 
 impl Handler {
@@ -63,7 +73,16 @@ impl Handler {
             cache,
             forwarder,
             requests,
+            in_flight: TaskTracker::new(),
+            coalescer: Coalescer::default(),
+            limiter: RateLimiter::default(),
         }
+    }
+
+    /// The requests being answered. Closing it makes the handler drop new requests, and
+    /// waiting on it then waits for the ones already admitted: that is how a stop drains.
+    pub fn in_flight(&self) -> TaskTracker {
+        self.in_flight.clone()
     }
 
     /// The answer cache (for `/metrics`).
@@ -98,6 +117,14 @@ impl Handler {
         let runtime = self.runtime.load();
         let src = request.src().ip();
         if !runtime.policy.client_allowed(src) {
+            runtime.counters.record(Outcome::Refused);
+            return reply.error(&mut out, ResponseCode::Refused).await;
+        }
+        let server = &runtime.config.server;
+        if !self
+            .limiter
+            .allow(src, Instant::now(), server.rate_limit, server.rate_burst)
+        {
             runtime.counters.record(Outcome::Refused);
             return reply.error(&mut out, ResponseCode::Refused).await;
         }
@@ -164,9 +191,10 @@ impl Handler {
         };
         // Keep this runtime's upstreams for the whole exchange, even if a reload lands meanwhile.
         let runtime = Guard::into_inner(runtime);
-        let Some((answer, age)) = self.resolve(&runtime, question).await else {
+        let Some(resolved) = self.resolve(&runtime, question).await else {
             return reply.error(&mut out, ResponseCode::ServFail).await;
         };
+        let answer = resolved.answer();
 
         if let Some(r) = rewrite {
             // The safe-search target's records, behind a CNAME from the name asked.
@@ -177,7 +205,7 @@ impl Handler {
                 ttl,
                 RData::CNAME(CNAME(target)),
             )];
-            let [more, authorities, additionals] = answer.aged(age, ttl_cap);
+            let [more, authorities, additionals] = resolved.sections(ttl_cap);
             answers.extend(more);
             let ad = wants_ad && answer.authentic_data;
             return reply
@@ -193,7 +221,7 @@ impl Handler {
         }
 
         if decision == Decision::Forward
-            && let Some(reason) = cloaked(&runtime, profile, &answer)
+            && let Some(reason) = cloaked(&runtime, profile, answer)
         {
             // CNAME cloaking: an allowed name that aliases a blocked one is blocked too.
             return self
@@ -209,49 +237,95 @@ impl Handler {
                 )
                 .await;
         }
-        reply
-            .cached(&mut out, &answer, age, wants_ad, ttl_cap)
-            .await
+        match resolved {
+            Resolved::Answer(answer, age) => {
+                reply
+                    .cached(&mut out, &answer, age, wants_ad, ttl_cap)
+                    .await
+            }
+            Resolved::Stale(stale) => {
+                let [answers, authorities, additionals] = stale.stale_capped(ttl_cap);
+                let ad = wants_ad && stale.authentic_data;
+                reply
+                    .records(
+                        &mut out,
+                        stale.rcode,
+                        ad,
+                        &answers,
+                        &authorities,
+                        &additionals,
+                    )
+                    .await
+            }
+        }
     }
 
-    /// The answer for `question`: from the cache when fresh, else from the upstreams (and then
-    /// cached). `None` when no upstream answered. Counts the outcome.
-    async fn resolve(
-        &self,
-        runtime: &Arc<Runtime>,
-        question: Question,
-    ) -> Option<(Arc<Answer>, u32)> {
+    /// The answer for `question`: from the cache when fresh, else from the upstreams (one
+    /// upstream query for every query waiting on the same key), else, when every upstream
+    /// failed, an expired answer (serve-stale). `None` when there is nothing to answer with.
+    /// Counts the outcome.
+    async fn resolve(&self, runtime: &Arc<Runtime>, question: Question) -> Option<Resolved> {
         let key = CacheKey {
             name: LowerName::new(&question.name),
             qtype: question.qtype,
             dnssec_ok: question.dnssec_ok,
             checking_disabled: question.checking_disabled,
         };
-        if let Some(hit) = self.cache.get(&key, Instant::now()) {
+        let keep_stale = runtime.config.cache.serve_stale;
+        if let Some((hit, age)) = self.cache.get(&key, Instant::now(), keep_stale) {
             runtime.counters.record(Outcome::Cached);
-            return Some(hit);
+            return Some(Resolved::Answer(hit, age));
         }
-        match self
-            .forwarder
-            .resolve(&runtime.config.upstream, &question)
-            .await
-        {
-            Ok(message) => {
-                let cache = &runtime.config.cache;
-                let fresh = Arc::new(Answer::from_upstream(
-                    message,
-                    cache.max_ttl,
-                    cache.max_negative_ttl,
-                ));
-                self.cache.insert(key, Arc::clone(&fresh));
-                runtime.counters.record(Outcome::Forwarded);
-                Some((fresh, 0))
+        let (fresh, counted_as) = match self.coalescer.join(&key) {
+            Role::Leader(leader) => {
+                let fresh = self.fetch(runtime, &key, &question).await;
+                leader.finish(fresh.clone());
+                (fresh, Outcome::Forwarded)
             }
-            Err(_) => {
+            // Answered without an upstream query of its own: counted like a cache hit.
+            Role::Follower(follower) => (follower.outcome().await, Outcome::Cached),
+        };
+        let failed = fresh
+            .as_ref()
+            .is_none_or(|a| matches!(a.rcode, ResponseCode::ServFail | ResponseCode::Refused));
+        if failed && let Some(stale) = self.cache.get_stale(&key, Instant::now(), keep_stale) {
+            runtime.counters.record(Outcome::Cached);
+            return Some(Resolved::Stale(stale));
+        }
+        match fresh {
+            Some(fresh) => {
+                runtime.counters.record(counted_as);
+                Some(Resolved::Answer(fresh, 0))
+            }
+            None => {
                 runtime.counters.record(Outcome::Failed);
                 None
             }
         }
+    }
+
+    /// Asks the upstreams, applies rebinding protection, and caches what may be cached.
+    /// `None` when no upstream answered.
+    async fn fetch(
+        &self,
+        runtime: &Runtime,
+        key: &CacheKey,
+        question: &Question,
+    ) -> Option<Arc<Answer>> {
+        let upstream = &runtime.config.upstream;
+        let tls = runtime.upstream_tls.as_ref();
+        let mut message = self.forwarder.resolve(upstream, tls, question).await.ok()?;
+        if upstream.rebind_protection {
+            rebind::strip(&mut message, &question.name, &upstream.rebind_allow);
+        }
+        let cache = &runtime.config.cache;
+        let fresh = Arc::new(Answer::from_upstream(
+            message,
+            cache.max_ttl,
+            cache.max_negative_ttl,
+        ));
+        self.cache.insert(key.clone(), Arc::clone(&fresh));
+        Some(fresh)
     }
 
     /// Answers a blocked name and counts it (by profile and category only: the name and the
@@ -306,6 +380,30 @@ impl Handler {
     }
 }
 
+/// What [`Handler::resolve`] found.
+enum Resolved {
+    /// A fresh answer and its age in seconds.
+    Answer(Arc<Answer>, u32),
+    /// An expired answer, served because every upstream failed (RFC 8767).
+    Stale(Arc<Answer>),
+}
+
+impl Resolved {
+    fn answer(&self) -> &Answer {
+        match self {
+            Resolved::Answer(a, _) | Resolved::Stale(a) => a,
+        }
+    }
+
+    /// The sections with their TTLs as they go to the client, capped at `cap`.
+    fn sections(&self, cap: Option<u32>) -> [Vec<Record>; 3] {
+        match self {
+            Resolved::Answer(a, age) => a.aged(*age, cap),
+            Resolved::Stale(a) => a.stale_capped(cap),
+        }
+    }
+}
+
 /// How long a safe-search CNAME may be cached.
 const REWRITE_TTL: u32 = 300;
 /// EDNS option code of Extended DNS Errors (RFC 8914).
@@ -342,10 +440,15 @@ impl Handler {
         request: &Request,
         out: R,
     ) -> ResponseInfo {
+        // While stopping, new requests are dropped too, so the client's retry goes to its
+        // other resolver instead of a closing socket.
+        if self.in_flight.is_closed() {
+            return info_for(&request.metadata, ResponseCode::ServFail);
+        }
         let Ok(_permit) = self.requests.try_acquire() else {
             return info_for(&request.metadata, ResponseCode::ServFail);
         };
-        self.answer(request, out).await
+        self.in_flight.track_future(self.answer(request, out)).await
     }
 }
 

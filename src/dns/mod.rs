@@ -3,15 +3,21 @@
 //!
 //! - [`handler`]: validation, access, policy, and the one mapping from any failure to an rcode.
 //! - [`answer`]: the block responses kidsafe makes up.
-//! - [`cache`]: upstream answers kept for their TTL.
+//! - [`cache`]: upstream answers kept for their TTL, and after it for serve-stale.
+//! - [`coalesce`]: identical concurrent cache misses share one upstream query.
+//! - [`ratelimit`]: a token bucket per client address.
+//! - [`rebind`]: upstream answers pointing public names into the LAN are emptied.
 //! - [`udp`]: kidsafe's own UDP loop (TCP is served by hickory-server).
-//! - [`upstream`]: fresh queries to the configured resolvers, UDP with TCP retry.
+//! - [`upstream`]: fresh queries to the configured resolvers, UDP with TCP retry, health.
 //!
 //! Nothing here logs a queried name or a client address, at any level.
 
 pub mod answer;
 pub mod cache;
+pub mod coalesce;
 pub mod handler;
+pub mod ratelimit;
+pub mod rebind;
 pub mod udp;
 pub mod upstream;
 

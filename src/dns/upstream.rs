@@ -5,10 +5,16 @@
 //! nothing of the client's (no ECS, no cookies, no trailing bytes). Upstreams are tried in order
 //! within one overall deadline; a truncated UDP answer is fetched again over TCP. The number of
 //! upstream queries in flight is capped, so a flood of unique names cannot exhaust sockets.
+//!
+//! Health: an upstream that times out or cannot be reached is marked down and skipped, so the
+//! next queries go straight to the next one instead of spending their deadline on it. After a
+//! back-off (1 s, doubling to 60 s) one query probes it again; an answer brings it back. When
+//! every upstream is down they are all tried anyway: a guess is better than certain failure.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -17,13 +23,57 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
+use tracing::{info, warn};
 
-use crate::config::UpstreamSettings;
+use crate::config::{UpstreamServer, UpstreamSettings};
 
 /// The EDNS payload size we advertise upstream (the DNS Flag Day 2020 value).
 const EDNS_PAYLOAD: u16 = 1232;
 /// The largest UDP answer we read.
 const UDP_BUFFER: usize = 4096;
+/// How long a failed upstream is skipped at first; doubled after each failed probe.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest an upstream is skipped before it is probed again.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The TLS client settings for `tls://` upstreams: the built-in Mozilla roots (webpki-roots,
+/// so a router without a CA bundle works) plus the CAs in `ca_file`, TLS 1.2 and 1.3 with
+/// the ring provider, ALPN "dot" (RFC 7858).
+pub fn tls_client_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let shown = path.display();
+        let certs =
+            CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let mut added = 0;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{shown} is not a PEM certificate file: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{shown}: unusable CA certificate: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!(
+                "{shown} holds no certificate; it should hold one or more \"-----BEGIN CERTIFICATE-----\" blocks"
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"dot".to_vec()];
+    Ok(Arc::new(config))
+}
 
 /// Why no upstream answer could be had.
 #[derive(Debug, thiserror::Error)]
@@ -95,11 +145,87 @@ impl UpstreamMetrics {
     }
 }
 
+/// What is known about one upstream's health.
+#[derive(Debug, Clone, Copy, Default)]
+struct HealthState {
+    /// Consecutive failed exchanges.
+    failures: u32,
+    /// While down: when the next probe may go.
+    retry_at: Option<Instant>,
+}
+
+/// Health of every upstream seen, by address (so it survives reloads that keep the address).
+#[derive(Debug, Default)]
+struct Health {
+    states: Mutex<HashMap<SocketAddr, HealthState>>,
+}
+
+impl Health {
+    /// The indices of the upstreams to try, in order: those up, and those down whose probe is
+    /// due (the probe is claimed, so concurrent queries do not all probe a dead upstream). All
+    /// of them when none qualifies.
+    fn pick(&self, servers: &[UpstreamServer], now: Instant) -> Vec<usize> {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut picked = Vec::with_capacity(servers.len());
+        for (i, server) in servers.iter().enumerate() {
+            let state = states.entry(server.addr()).or_default();
+            match state.retry_at {
+                None => picked.push(i),
+                Some(at) if at <= now => {
+                    state.retry_at = Some(now + backoff(state.failures));
+                    picked.push(i);
+                }
+                Some(_) => {}
+            }
+        }
+        // Forget upstreams no longer configured, so the map is bounded by the config.
+        if states.len() > servers.len() * 2 {
+            states.retain(|addr, _| servers.iter().any(|s| s.addr() == *addr));
+        }
+        if picked.is_empty() {
+            (0..servers.len()).collect()
+        } else {
+            picked
+        }
+    }
+
+    fn record(&self, server: SocketAddr, ok: bool, now: Instant) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = states.entry(server).or_default();
+        if ok {
+            if state.retry_at.is_some() {
+                info!(upstream = %server, "upstream answers again");
+            }
+            *state = HealthState::default();
+        } else {
+            state.failures = state.failures.saturating_add(1);
+            if state.retry_at.is_none() {
+                warn!(upstream = %server, "upstream not answering; skipping it until a probe succeeds");
+            }
+            state.retry_at = Some(now + backoff(state.failures));
+        }
+    }
+
+    /// Whether `server` is currently skipped.
+    fn is_down(&self, server: SocketAddr) -> bool {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.get(&server).is_some_and(|s| s.retry_at.is_some())
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
+
 /// Sends questions to upstreams; shared by all queries, across reloads.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     slots: Arc<Semaphore>,
     metrics: Arc<UpstreamMetrics>,
+    health: Arc<Health>,
 }
 
 impl Forwarder {
@@ -108,7 +234,13 @@ impl Forwarder {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
             metrics: Arc::default(),
+            health: Arc::default(),
         }
+    }
+
+    /// Whether `server` is marked down (for `/metrics` and tests).
+    pub fn is_down(&self, server: SocketAddr) -> bool {
+        self.health.is_down(server)
     }
 
     /// Its latency and error counters.
@@ -118,25 +250,32 @@ impl Forwarder {
 
     /// Resolves `question` through the upstreams in `settings`, in order, within its timeout.
     /// An upstream that answers SERVFAIL or REFUSED is passed over while others remain; the last
-    /// one's answer is relayed as it is.
+    /// one's answer is relayed as it is. `tls` is the client config for `tls://` upstreams.
     pub async fn resolve(
         &self,
         settings: &UpstreamSettings,
+        tls: Option<&Arc<rustls::ClientConfig>>,
         question: &Question,
     ) -> Result<Message, UpstreamError> {
         let _slot = self.slots.try_acquire().map_err(|_| UpstreamError::Busy)?;
-        let deadline = Instant::now() + settings.timeout;
-        let servers = &settings.servers;
+        let start = Instant::now();
+        let deadline = start + settings.timeout;
+        let picked = self.health.pick(&settings.servers, start);
+        let servers = picked.iter().filter_map(|i| settings.servers.get(*i));
+        let count = picked.len();
         let mut last_error = UpstreamError::Timeout;
-        for (i, server) in servers.iter().enumerate() {
+        for (i, server) in servers.enumerate() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             // Share what is left fairly among the upstreams not yet tried.
-            let left = u32::try_from(servers.len() - i).unwrap_or(1);
+            let left = u32::try_from(count - i).unwrap_or(1);
             let attempt_deadline = now + (deadline - now) / left;
-            let result = exchange(*server, question, attempt_deadline).await;
+            let result = exchange(server, tls, question, attempt_deadline).await;
+            // Any answer, even SERVFAIL for this one name, shows the upstream is alive.
+            self.health
+                .record(server.addr(), result.is_ok(), Instant::now());
             match &result {
                 Ok(_) => self.metrics.observe(now.elapsed()),
                 Err(_) => {
@@ -149,7 +288,7 @@ impl Forwarder {
                         message.metadata.response_code,
                         ResponseCode::ServFail | ResponseCode::Refused
                     );
-                    if !failed || i + 1 == servers.len() {
+                    if !failed || i + 1 == count {
                         return Ok(message);
                     }
                     last_error = UpstreamError::Failed(format!(
@@ -164,14 +303,33 @@ impl Forwarder {
     }
 }
 
-/// One upstream, UDP first, TCP when the UDP answer is truncated.
+/// One exchange with one upstream: UDP first and TCP when the UDP answer is truncated, TCP
+/// only, or TLS.
 async fn exchange(
-    server: SocketAddr,
+    server: &UpstreamServer,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     question: &Question,
     deadline: Instant,
 ) -> Result<Message, UpstreamError> {
     let id: u16 = rand::random();
     let request = encode_query(id, question)?;
+    let server = match server {
+        UpstreamServer::Udp(addr) => *addr,
+        UpstreamServer::Tcp(addr) => {
+            return timeout_at(deadline, exchange_tcp(*addr, &request, id, question))
+                .await
+                .map_err(|_| UpstreamError::Timeout)?;
+        }
+        UpstreamServer::Tls { addr, name } => {
+            let config = tls.ok_or_else(|| {
+                UpstreamError::Failed("no TLS client configuration was built".into())
+            })?;
+            let work = exchange_tls(*addr, name, config, &request, id, question);
+            return timeout_at(deadline, work)
+                .await
+                .map_err(|_| UpstreamError::Timeout)?;
+        }
+    };
     let answer = timeout_at(deadline, exchange_udp(server, &request, id, question))
         .await
         .map_err(|_| UpstreamError::Timeout)??;
@@ -233,6 +391,45 @@ async fn exchange_tcp(
 ) -> Result<Message, UpstreamError> {
     let io = |e: std::io::Error| UpstreamError::Failed(e.to_string());
     let mut stream = TcpStream::connect(server).await.map_err(io)?;
+    exchange_stream(&mut stream, request, id, question).await
+}
+
+/// DNS over TLS (RFC 7858): a TLS 1.2+ session to `server`, whose certificate must be valid
+/// for `name`, then the TCP framing. One connection per exchange: simple and stateless, at the
+/// cost of a handshake per cache miss.
+async fn exchange_tls(
+    server: SocketAddr,
+    name: &str,
+    config: &Arc<rustls::ClientConfig>,
+    request: &[u8],
+    id: u16,
+    question: &Question,
+) -> Result<Message, UpstreamError> {
+    let io = |e: std::io::Error| UpstreamError::Failed(e.to_string());
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|e| UpstreamError::Failed(format!("bad TLS name: {e}")))?;
+    let tcp = TcpStream::connect(server).await.map_err(io)?;
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| UpstreamError::Failed(format!("TLS: {e}")))?;
+    let answer = exchange_stream(&mut stream, request, id, question).await;
+    // Best effort close_notify; the answer is already in hand.
+    let _ = stream.shutdown().await;
+    answer
+}
+
+/// Writes one length-prefixed query on `stream` and reads one length-prefixed answer.
+async fn exchange_stream<S>(
+    stream: &mut S,
+    request: &[u8],
+    id: u16,
+    question: &Question,
+) -> Result<Message, UpstreamError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let io = |e: std::io::Error| UpstreamError::Failed(e.to_string());
     let len =
         u16::try_from(request.len()).map_err(|_| UpstreamError::Failed("query too long".into()))?;
     let mut framed = Vec::with_capacity(request.len() + 2);
@@ -243,8 +440,9 @@ async fn exchange_tcp(
     stream.read_exact(&mut len).await.map_err(io)?;
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut buf).await.map_err(io)?;
-    matching_answer(&buf, id, question)
-        .ok_or_else(|| UpstreamError::Failed("upstream sent a mismatched answer over TCP".into()))
+    matching_answer(&buf, id, question).ok_or_else(|| {
+        UpstreamError::Failed("upstream sent a mismatched answer over a stream".into())
+    })
 }
 
 /// Parses `bytes` and returns it only if it answers exactly our question with our ID.
@@ -261,4 +459,51 @@ fn matching_answer(bytes: &[u8], id: u16, question: &Question) -> Option<Message
         && query.query_class() == DNSClass::IN
         && query.name().eq_ignore_root(&question.name);
     same.then_some(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_upstream_is_skipped_then_probed_once_with_growing_backoff() {
+        let health = Health::default();
+        let a: SocketAddr = "127.0.0.1:5301".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.1:5302".parse().expect("addr");
+        let servers = [UpstreamServer::Udp(a), UpstreamServer::Udp(b)];
+        let (a_and_b, only_b) = (vec![0, 1], vec![1]);
+        let t0 = Instant::now();
+        assert_eq!(health.pick(&servers, t0), a_and_b);
+        health.record(a, false, t0);
+        assert!(health.is_down(a));
+        assert_eq!(
+            health.pick(&servers, t0),
+            only_b.clone(),
+            "skipped while down"
+        );
+        // After the back-off one query probes it; the next ones do not pile on.
+        let t1 = t0 + FIRST_BACKOFF;
+        assert_eq!(health.pick(&servers, t1), a_and_b.clone());
+        assert_eq!(health.pick(&servers, t1), only_b.clone());
+        // The probe fails: the wait doubles.
+        health.record(a, false, t1);
+        assert_eq!(health.pick(&servers, t1 + FIRST_BACKOFF), only_b.clone());
+        assert_eq!(
+            health.pick(&servers, t1 + 2 * FIRST_BACKOFF),
+            a_and_b.clone(),
+            "probed after twice the first back-off"
+        );
+        // An answer brings it back at once.
+        health.record(a, true, t1 + 2 * FIRST_BACKOFF);
+        assert!(!health.is_down(a));
+        assert_eq!(
+            health.pick(&servers, t1 + 2 * FIRST_BACKOFF),
+            a_and_b.clone()
+        );
+        // When everything is down, everything is tried.
+        health.record(a, false, t1);
+        health.record(b, false, t1);
+        assert_eq!(health.pick(&servers, t1), a_and_b.clone());
+        assert_eq!(backoff(100), MAX_BACKOFF);
+    }
 }

@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 pub use build::{ReloadError, Reloaded, reload};
 
 use crate::runtime::SharedRuntime;
+use crate::sdnotify::Notifier;
 use crate::stats::Collector;
 use crate::stats::metrics::ReloadMetrics;
 use std::sync::atomic::Ordering;
@@ -61,6 +62,8 @@ pub struct ReloadOptions {
     pub collector: Option<Arc<Collector>>,
     /// Reload facts for `/metrics`.
     pub metrics: Option<Arc<ReloadMetrics>>,
+    /// systemd's notification socket: told `RELOADING=1`, then `READY=1` and a `STATUS=`.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 /// The task that owns reloading.
@@ -154,6 +157,9 @@ impl Reloader {
 
     async fn reload_once(&mut self, trigger: &'static str) {
         let started = Instant::now();
+        if let Some(n) = &self.options.notifier {
+            n.notify("RELOADING=1");
+        }
         let result = reload(&self.shared, &self.path).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let outcome = match result {
@@ -207,6 +213,16 @@ impl Reloader {
                 }
             }
         };
+        if let Some(n) = &self.options.notifier {
+            // READY=1 ends the reload for systemd whether it worked or not: the daemon serves.
+            let line = self.shared.load().status_line(self.status.generation);
+            let note = if outcome.ok {
+                ""
+            } else {
+                "; last reload FAILED (see the journal)"
+            };
+            n.notify(&format!("READY=1\nSTATUS={line}{note}"));
+        }
         self.status.last_reload = Some(outcome);
         self.write_status();
     }

@@ -16,24 +16,33 @@ use crate::harness::*;
 const BIN: &str = env!("CARGO_BIN_EXE_kidsafe");
 
 /// A spawned `kidsafe run` whose stderr is collected line by line.
-struct Spawned {
-    child: Child,
+pub struct Spawned {
+    pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl Spawned {
-    fn start(config: &Path) -> Self {
+    pub fn start(config: &Path) -> Self {
         Self::start_in(Path::new("."), config)
     }
 
     /// Starts `kidsafe run` with `cwd` as its working directory (so `config` may be relative).
-    fn start_in(cwd: &Path, config: &Path) -> Self {
+    pub fn start_in(cwd: &Path, config: &Path) -> Self {
+        Self::start_env(cwd, config, &[])
+    }
+
+    /// Starts `kidsafe run` with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_env(cwd: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .current_dir(cwd)
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "trace")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -62,7 +71,7 @@ impl Spawned {
         spawned
     }
 
-    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(line) = self
@@ -84,7 +93,7 @@ impl Spawned {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
@@ -92,15 +101,24 @@ impl Spawned {
         assert!(status.success());
     }
 
-    fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
         self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// Waits (at most 10 s) for the process to exit with status 0 and returns its log.
+    pub fn wait_exit(mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 assert!(status.success(), "kidsafe exited with {status}");
                 break;
             }
-            assert!(Instant::now() < deadline, "kidsafe did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "kidsafe did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // Let the reader thread drain the pipe.
@@ -108,7 +126,7 @@ impl Spawned {
         self.log()
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         self.lines.lock().expect("lock").join("\n")
     }
 }
@@ -120,7 +138,7 @@ impl Drop for Spawned {
     }
 }
 
-fn write_config(
+pub fn write_config(
     dir: &Path,
     upstream: SocketAddr,
     server_extra: &str,

@@ -55,110 +55,7 @@ impl Drop for Upstream {
 
 impl Upstream {
     pub async fn start() -> Self {
-        let origin = name(ZONE);
-        let mut zone =
-            InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
-                origin.clone(),
-                ZoneType::Primary,
-                AxfrPolicy::Deny,
-            );
-        let soa = SOA::new(
-            name("ns.example.test."),
-            name("admin.example.test."),
-            7,
-            3600,
-            600,
-            86_400,
-            300,
-        );
-        let records = [
-            Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)),
-            Record::from_rdata(name(WWW), 300, RData::A(A(WWW_V4))),
-            Record::from_rdata(
-                name(WWW),
-                300,
-                RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10))),
-            ),
-            Record::from_rdata(
-                name(WWW),
-                300,
-                RData::TXT(TXT::new(vec!["hello from upstream".into()])),
-            ),
-            Record::from_rdata(name(BLOCKED), 300, RData::A(A::new(192, 0, 2, 66))),
-            Record::from_rdata(
-                name("sub.blocked.example.test."),
-                300,
-                RData::A(A::new(192, 0, 2, 67)),
-            ),
-            Record::from_rdata(name(CASINO), 300, RData::A(A::new(192, 0, 2, 77))),
-            Record::from_rdata(
-                name("khan.example.test."),
-                300,
-                RData::A(A::new(192, 0, 2, 88)),
-            ),
-        ];
-        for r in records {
-            assert!(zone.upsert_mut(r, 7), "record accepted");
-        }
-        for i in 0..BIG_RECORDS {
-            let text = format!("{i:02}-{}", "x".repeat(60));
-            assert!(zone.upsert_mut(
-                Record::from_rdata(name(BIG), 300, RData::TXT(TXT::new(vec![text]))),
-                7
-            ));
-        }
-        assert!(zone.upsert_mut(
-            Record::from_rdata(
-                name("cloak.example.test."),
-                300,
-                RData::CNAME(CNAME(name(BLOCKED)))
-            ),
-            7
-        ));
-        let mut catalog = Catalog::new();
-        catalog.upsert(origin.into(), vec![Arc::new(zone)]);
-        // The safe-search targets, as the real providers publish them.
-        for (zone_name, hosts) in [
-            (
-                "google.com.",
-                &[("forcesafesearch.google.com.", [216, 239, 38, 120])][..],
-            ),
-            (
-                "youtube.com.",
-                &[
-                    ("restrict.youtube.com.", [216, 239, 38, 120]),
-                    ("restrictmoderate.youtube.com.", [216, 239, 38, 119]),
-                ][..],
-            ),
-            (
-                "bing.com.",
-                &[("strict.bing.com.", [204, 79, 197, 220])][..],
-            ),
-        ] {
-            let origin = name(zone_name);
-            let mut z =
-                InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
-                    origin.clone(),
-                    ZoneType::Primary,
-                    AxfrPolicy::Deny,
-                );
-            let soa = SOA::new(
-                name("ns.example.test."),
-                name("admin.example.test."),
-                1,
-                3600,
-                600,
-                86_400,
-                300,
-            );
-            assert!(z.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1));
-            for (host, ip) in hosts {
-                let a = RData::A(A::new(ip[0], ip[1], ip[2], ip[3]));
-                assert!(z.upsert_mut(Record::from_rdata(name(host), 300, a), 1));
-            }
-            catalog.upsert(origin.into(), vec![Arc::new(z)]);
-        }
-
+        let catalog = catalog();
         let udp = UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("bind upstream udp");
@@ -177,6 +74,113 @@ impl Upstream {
         });
         Self { addr, shutdown }
     }
+}
+
+/// The authority every in-process upstream serves: `example.test.` with the names above.
+pub fn catalog() -> Catalog {
+    let origin = name(ZONE);
+    let mut zone = InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    let soa = SOA::new(
+        name("ns.example.test."),
+        name("admin.example.test."),
+        7,
+        3600,
+        600,
+        86_400,
+        300,
+    );
+    let records = [
+        Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)),
+        Record::from_rdata(name(WWW), 300, RData::A(A(WWW_V4))),
+        Record::from_rdata(
+            name(WWW),
+            300,
+            RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10))),
+        ),
+        Record::from_rdata(
+            name(WWW),
+            300,
+            RData::TXT(TXT::new(vec!["hello from upstream".into()])),
+        ),
+        Record::from_rdata(name(BLOCKED), 300, RData::A(A::new(192, 0, 2, 66))),
+        Record::from_rdata(
+            name("sub.blocked.example.test."),
+            300,
+            RData::A(A::new(192, 0, 2, 67)),
+        ),
+        Record::from_rdata(name(CASINO), 300, RData::A(A::new(192, 0, 2, 77))),
+        Record::from_rdata(
+            name("khan.example.test."),
+            300,
+            RData::A(A::new(192, 0, 2, 88)),
+        ),
+    ];
+    for r in records {
+        assert!(zone.upsert_mut(r, 7), "record accepted");
+    }
+    for i in 0..BIG_RECORDS {
+        let text = format!("{i:02}-{}", "x".repeat(60));
+        assert!(zone.upsert_mut(
+            Record::from_rdata(name(BIG), 300, RData::TXT(TXT::new(vec![text]))),
+            7
+        ));
+    }
+    assert!(zone.upsert_mut(
+        Record::from_rdata(
+            name("cloak.example.test."),
+            300,
+            RData::CNAME(CNAME(name(BLOCKED)))
+        ),
+        7
+    ));
+    let mut catalog = Catalog::new();
+    catalog.upsert(origin.into(), vec![Arc::new(zone)]);
+    // The safe-search targets, as the real providers publish them.
+    for (zone_name, hosts) in [
+        (
+            "google.com.",
+            &[("forcesafesearch.google.com.", [216, 239, 38, 120])][..],
+        ),
+        (
+            "youtube.com.",
+            &[
+                ("restrict.youtube.com.", [216, 239, 38, 120]),
+                ("restrictmoderate.youtube.com.", [216, 239, 38, 119]),
+            ][..],
+        ),
+        (
+            "bing.com.",
+            &[("strict.bing.com.", [204, 79, 197, 220])][..],
+        ),
+    ] {
+        let origin = name(zone_name);
+        let mut z =
+            InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
+                origin.clone(),
+                ZoneType::Primary,
+                AxfrPolicy::Deny,
+            );
+        let soa = SOA::new(
+            name("ns.example.test."),
+            name("admin.example.test."),
+            1,
+            3600,
+            600,
+            86_400,
+            300,
+        );
+        assert!(z.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1));
+        for (host, ip) in hosts {
+            let a = RData::A(A::new(ip[0], ip[1], ip[2], ip[3]));
+            assert!(z.upsert_mut(Record::from_rdata(name(host), 300, a), 1));
+        }
+        catalog.upsert(origin.into(), vec![Arc::new(z)]);
+    }
+    catalog
 }
 
 /// The daemon under test, in-process, with its own config and list directory.
@@ -259,6 +263,11 @@ impl Daemon {
         Self::launch(config_text(upstream, server_extra, extra), false).await
     }
 
+    /// Starts the daemon on `config` (a whole file), without the reloader.
+    pub async fn start_text(config: String) -> Self {
+        Self::launch(config, false).await
+    }
+
     /// Starts the daemon on `config` (a whole file) with the reloader watching its files and
     /// writing `state/status.json`.
     pub async fn start_watching(config: String) -> Self {
@@ -287,6 +296,7 @@ impl Daemon {
                 state_dir: Some(state_dir),
                 collector: None,
                 metrics: None,
+                notifier: None,
             };
             kidsafe::reload::Reloader::spawn(shared.clone(), &path, options, shutdown.clone())
         });
@@ -435,4 +445,135 @@ pub fn soa_of(m: &Message) -> Option<(SOA, u32)> {
         RData::SOA(soa) => Some((soa.clone(), r.ttl)),
         _ => None,
     })
+}
+
+/// A scriptable upstream on a real loopback UDP socket: it counts the queries it receives and
+/// answers each (after `delay`) with the address set by the test, or stays silent. Used where
+/// the in-process authority cannot misbehave on demand: slow, dead, or rebinding upstreams.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct FakeState {
+    queries: std::sync::atomic::AtomicUsize,
+    silent: std::sync::atomic::AtomicBool,
+    hold: tokio::sync::watch::Sender<bool>,
+    script: std::sync::Mutex<(IpAddr, u32, Duration)>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    /// Starts answering A (or AAAA, for an IPv6 `ip`) queries with `ip`, TTL `ttl`, at once;
+    /// other types get an empty NOERROR.
+    pub async fn start(ip: IpAddr, ttl: u32) -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), ip, ttl).await
+    }
+
+    /// Like [`start`](Self::start), on a chosen loopback address.
+    pub async fn start_on(bind: IpAddr, ip: IpAddr, ttl: u32) -> Self {
+        use std::sync::atomic::Ordering;
+        let socket = Arc::new(
+            UdpSocket::bind(SocketAddr::new(bind, 0))
+                .await
+                .expect("bind fake upstream"),
+        );
+        let addr = socket.local_addr().expect("addr");
+        let state = Arc::new(FakeState {
+            queries: Default::default(),
+            silent: Default::default(),
+            hold: tokio::sync::watch::channel(false).0,
+            script: std::sync::Mutex::new((ip, ttl, Duration::ZERO)),
+        });
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                shared.queries.fetch_add(1, Ordering::SeqCst);
+                if shared.silent.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let (ip, ttl, delay) = *shared.script.lock().expect("lock");
+                let socket = Arc::clone(&socket);
+                let mut hold = shared.hold.subscribe();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = hold.wait_for(|held| !held).await;
+                    let reply = fake_reply(&query, ip, ttl);
+                    let _ = socket.send_to(&reply.to_vec().expect("encode"), from).await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    /// Queries received so far.
+    pub fn queries(&self) -> usize {
+        self.state.queries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops (or resumes) answering; queries are still counted.
+    pub fn set_silent(&self, silent: bool) {
+        self.state
+            .silent
+            .store(silent, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Answers from now on with `ip`, TTL `ttl`, after `delay`.
+    pub fn set_answer(&self, ip: IpAddr, ttl: u32, delay: Duration) {
+        *self.state.script.lock().expect("lock") = (ip, ttl, delay);
+    }
+
+    /// Holds every answer (received queries wait) until called again with `false`.
+    pub fn set_hold(&self, hold: bool) {
+        self.state.hold.send_replace(hold);
+    }
+
+    /// Waits (bounded by [`CLIENT_WAIT`]) until at least `n` queries have arrived.
+    pub async fn wait_queries(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + CLIENT_WAIT;
+        while self.queries() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fake upstream saw {} of {n} queries",
+                self.queries()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn fake_reply(query: &Message, ip: IpAddr, ttl: u32) -> Message {
+    let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    if let Some(q) = query.queries.first() {
+        reply.add_query(q.clone());
+        let data = match (q.query_type(), ip) {
+            (RecordType::A, IpAddr::V4(v4)) => Some(RData::A(A(v4))),
+            (RecordType::AAAA, IpAddr::V6(v6)) => Some(RData::AAAA(AAAA(v6))),
+            _ => None,
+        };
+        if let Some(data) = data {
+            reply.add_answer(Record::from_rdata(q.name().clone(), ttl, data));
+        }
+    }
+    if query.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        reply.set_edns(edns);
+    }
+    reply
 }

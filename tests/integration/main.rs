@@ -3,8 +3,11 @@
 //! Only 127.0.0.0/8 addresses, ephemeral ports, bounded waits.
 
 mod cli;
+mod encrypted;
 mod filtering;
 mod harness;
 mod profiles;
 mod reload;
+mod resilience;
+mod service;
 mod wire;

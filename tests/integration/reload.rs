@@ -16,7 +16,8 @@ use crate::harness::*;
 const VISIBLE_WITHIN: Duration = Duration::from_secs(2);
 
 fn config_with(upstream: std::net::SocketAddr, teen_block: &str, teen_deny: &str) -> String {
-    config_text(upstream, "", "").replacen(
+    // The load here comes from one address and polls tightly on purpose: not a flood to limit.
+    config_text(upstream, "rate_limit = 0", "").replacen(
         "[profiles.teen]\nblock = [\"adult\"]",
         &format!("[profiles.teen]\nblock = [{teen_block}]\ndeny = [{teen_deny}]"),
         1,
