@@ -12,6 +12,23 @@ use kidsafe::policy::live;
 use kidsafe::reload::status;
 use kidsafe::runtime::{BuildError, Runtime};
 
+/// `println!` that gives up quietly when stdout is closed (`kidsafe check | head`) instead of
+/// panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Where packages install the config.
 const DEFAULT_CONFIG: &str = "/etc/kidsafe/kidsafe.toml";
 
@@ -160,7 +177,7 @@ fn stats(path: &Path, days: u32, profile: Option<&str>) -> ExitCode {
     });
     match report {
         Ok(text) => {
-            print!("{text}");
+            out!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -180,7 +197,7 @@ fn status(path: &Path) -> ExitCode {
     };
     match status::read(&config.server.state_dir) {
         Ok(s) => {
-            print!("{}", status::render(&s));
+            out!("{}", status::render(&s));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -205,8 +222,8 @@ fn check(path: &Path) -> ExitCode {
         }
     };
     let lists = &runtime.lists;
-    println!("{}: ok", path.display());
-    println!(
+    outln!("{}: ok", path.display());
+    outln!(
         "lists: {} files, {} names stored ({} KiB), built in {} ms",
         lists.files.len(),
         lists.store.len(),
@@ -214,7 +231,7 @@ fn check(path: &Path) -> ExitCode {
         runtime.build_time.as_millis()
     );
     for file in &lists.files {
-        println!(
+        outln!(
             "  {:<12} {:>9} names  {:>6} skipped  {:>5} bad  {}",
             file.category,
             file.names,
@@ -223,7 +240,7 @@ fn check(path: &Path) -> ExitCode {
             file.path.display()
         );
         for (line, reason) in &file.first_bad {
-            println!("      line {line}: {}", reason.describe());
+            outln!("      line {line}: {}", reason.describe());
         }
     }
     for profile in runtime.policy.profiles() {
@@ -231,16 +248,14 @@ fn check(path: &Path) -> ExitCode {
             .filter(|bit| profile.block_mask & (1 << bit) != 0)
             .map(|bit| lists.categories.name(bit))
             .collect();
-        println!(
+        outln!(
             "profile {:<10} blocks: {}",
             profile.name,
             blocked.join(", ")
         );
     }
     for category in runtime.categories_without_lists() {
-        println!(
-            "warning: category \"{category}\" is blocked by a profile but no list feeds it yet"
-        );
+        outln!("warning: category \"{category}\" is blocked by a profile but no list feeds it yet");
     }
     ExitCode::SUCCESS
 }
@@ -272,7 +287,7 @@ fn explain(path: &Path, name: &str, client: std::net::IpAddr, at: Option<&str>) 
     };
     let overrides = live::Overrides::read(&runtime.config.server.state_dir).unwrap_or_default();
     for line in kidsafe::policy::explain::explain(&runtime, name, client, at, &overrides) {
-        println!("{line}");
+        outln!("{line}");
     }
     ExitCode::SUCCESS
 }
@@ -344,7 +359,7 @@ fn override_for(path: &Path, profile: &str, allow: Option<&str>, duration: &str)
         return ExitCode::from(1);
     }
     let local = until.to_zoned_datetime(config.server.timezone.clone());
-    println!(
+    outln!(
         "{what} until {}; the running daemon applies it within a second",
         local.strftime("%Y-%m-%d %H:%M %Z")
     );
