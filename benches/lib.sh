@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals here are read by the sourcing scripts
 # Shared helpers for compare.sh and reload-under-load.sh: sourced, not run.
 #
 # Everything here talks to 127.0.0.1 only and remembers every process it starts,

@@ -88,7 +88,7 @@ log "$SERVER: first block answer after ${STARTUP_S}s; warm-up pass"
 dnsperf_run "$port" "$RUN/warmup.txt" -d "$WORKLOAD/queries-warm.txt" -n 1 -l 120 -c 10 -q 100 || true
 "$PYTHON" "$BENCH_DIR/dnsprobe.py" --port "$port" --name "$(marker 1)" --expect noerror --timeout 5 >/dev/null \
   || die "marker $(marker 1) is not resolvable before the reloads (NSD wildcard?)"
-read -r rss0 hwm0 < <(rss_kib "$PIDS")
+read -r rss0 _ < <(rss_kib "$PIDS")
 
 # cpu_mark / cpu_since NAME: CPU used by other processes than the server and
 # dnsperf during a run, in % of one CPU (see lib.sh), appended to cpu.txt.
@@ -139,7 +139,7 @@ if [[ $alive == yes ]]; then
   kill -HUP "$PIDS"
   reload_s=$("$PYTHON" "$BENCH_DIR/dnsprobe.py" --port "$port" --name "$(marker $((RELOADS + 1)))" \
     --expect nxdomain --since "$t0" --timeout 120 --pid "$PIDS" 2>/dev/null) || reload_s="no block within 120 s"
-  read -r rss2 hwm2 < <(rss_kib "$PIDS")
+  read -r _ hwm2 < <(rss_kib "$PIDS")
 fi
 
 "$PYTHON" - "$RUN" "$SERVER" "$NAMES" "$RELOADS" "$alive" "$applied" "$reload_s" \
