@@ -4,6 +4,7 @@
 
 mod cli;
 mod filtering;
+mod fuzz_corpus;
 mod harness;
 mod reload;
 mod wire;
