@@ -15,8 +15,11 @@
 //! - its response code is the one the request path documents (NOTIMP, FORMERR, BADVERS,
 //!   REFUSED, the block answer, or SERVFAIL for a forward to the dead upstream), worked out
 //!   here from the request independently of the handler;
-//! - a complete (not truncated) answer repeats the question exactly, case included, and
-//!   carries an OPT record of version 0 with a payload of at most 1232 when the query had one;
+//! - a complete (not truncated) answer repeats the question exactly, case included — except
+//!   for a question whose name reads header bytes through a compression pointer, which is
+//!   FORMERR with no question (the header differs in the answer, so the repeated bytes would
+//!   read as another name) — and carries an OPT record of version 0 with a payload of at most
+//!   1232 when the query had one;
 //! - only a null-IP block answers with a record, and then one record for the asked name.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -206,6 +209,13 @@ fn check_answer(lane: &Lane, request: &Request, bytes: &[u8]) {
     if meta.truncation {
         return; // sections may be cut short; the header checks above still hold
     }
+    if reads_header(request.as_slice(), request.queries.len()) {
+        assert!(
+            response.queries.is_empty(),
+            "a question that reads the header is repeated"
+        );
+        return;
+    }
     let asked: Vec<_> = request
         .queries
         .queries()
@@ -270,6 +280,9 @@ fn exact(
 
 /// The response code the documented request path gives, worked out from the request alone.
 fn expected_rcode(lane: &Lane, request: &Request) -> ResponseCode {
+    if reads_header(request.as_slice(), request.queries.len()) {
+        return ResponseCode::FormErr;
+    }
     if request.metadata.op_code != OpCode::Query {
         return ResponseCode::NotImp;
     }
@@ -301,6 +314,46 @@ fn expected_rcode(lane: &Lane, request: &Request) -> ResponseCode {
         return ResponseCode::Refused;
     }
     ResponseCode::ServFail // forwarded to the dead upstream
+}
+
+/// Whether reading the first `count` question names of `message` (the whole request) reads a
+/// byte of the 12-byte header, following compression pointers. Written from RFC 1035 here,
+/// on absolute offsets, rather than shared with the handler.
+fn reads_header(message: &[u8], count: usize) -> bool {
+    let mut pos = 12;
+    for _ in 0..count {
+        let mut cursor = pos;
+        let mut resume = None;
+        loop {
+            if cursor < 12 {
+                return true;
+            }
+            let Some(&byte) = message.get(cursor) else {
+                return true;
+            };
+            match byte >> 6 {
+                0 if byte == 0 => {
+                    pos = resume.unwrap_or(cursor + 1) + 4;
+                    break;
+                }
+                0 => cursor += 1 + usize::from(byte),
+                3 => {
+                    let Some(&low) = message.get(cursor + 1) else {
+                        return true;
+                    };
+                    resume.get_or_insert(cursor + 2);
+                    let target = usize::from(byte & 0x3F) << 8 | usize::from(low);
+                    assert!(
+                        target < cursor,
+                        "hickory accepted a pointer that is not backwards"
+                    );
+                    cursor = target;
+                }
+                _ => panic!("hickory accepted a reserved label type"),
+            }
+        }
+    }
+    false
 }
 
 /// The policy for the fuzz config, label-wise and case-insensitive: allow beats deny beats the

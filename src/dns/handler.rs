@@ -1,7 +1,8 @@
 //! The request handler: validate, admit, decide, answer.
 //!
 //! Order of one query (see docs/architecture.md):
-//! 1. strict validation before any policy — opcode QUERY (else NOTIMP), exactly one question
+//! 1. strict validation before any policy — a question that can be repeated as it was sent
+//!    (else FORMERR without a question), opcode QUERY (else NOTIMP), exactly one question
 //!    (else FORMERR: a second question would slip past the filter), EDNS version 0 (else
 //!    BADVERS), class IN (else REFUSED), no zone transfers;
 //! 2. the client must be in `allow_clients` (else REFUSED);
@@ -18,10 +19,11 @@ use std::time::Instant;
 use arc_swap::Guard;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinDecoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tokio::sync::Semaphore;
 
 use super::answer;
@@ -72,8 +74,22 @@ impl Handler {
 
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut out: R) -> ResponseInfo {
         let edns = request.edns.as_ref().map(response_edns);
+        if question_points_into_header(request.queries.as_bytes(), request.queries.len()) {
+            // Answers repeat the question bytes as sent, behind a different header: a name
+            // that reads from the header would come back as another name, or as garbage.
+            let Ok(none) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+                return info_for(&request.metadata, ResponseCode::FormErr); // cannot happen
+            };
+            let reply = Reply {
+                request,
+                queries: &none,
+                edns: edns.as_ref(),
+            };
+            return reply.error(&mut out, ResponseCode::FormErr).await;
+        }
         let reply = Reply {
             request,
+            queries: &request.queries,
             edns: edns.as_ref(),
         };
         if request.metadata.op_code != OpCode::Query {
@@ -209,6 +225,50 @@ fn response_edns(request: &Edns) -> Edns {
     edns
 }
 
+/// Length of the DNS header, which every message starts with.
+const HEADER_LEN: usize = 12;
+
+/// Whether a name in the question section (`section`, the bytes of `count` questions as the
+/// client sent them, which start right after the header) reads any byte from the header
+/// through a compression pointer, directly or through a chain of pointers. hickory accepts
+/// such names (pointers need only point backwards), but they are never legitimate: a query's
+/// first name has nothing before it to point at except the header.
+fn question_points_into_header(section: &[u8], count: usize) -> bool {
+    let mut next = 0; // where the next question starts
+    for _ in 0..count {
+        let mut at = next;
+        let mut end = None; // where this name ends in place, after its first pointer
+        let mut hops = 0;
+        loop {
+            // hickory has parsed this section already, so running off its end cannot happen;
+            // if it did, the question could not be repeated either.
+            let Some(&len) = section.get(at) else {
+                return true;
+            };
+            if len == 0 {
+                at += 1;
+                break;
+            }
+            if len & 0xC0 == 0xC0 {
+                let Some(&low) = section.get(at + 1) else {
+                    return true;
+                };
+                end.get_or_insert(at + 2);
+                let target = usize::from(u16::from_be_bytes([len & 0x3F, low]));
+                hops += 1;
+                if target < HEADER_LEN || hops > section.len() {
+                    return true;
+                }
+                at = target - HEADER_LEN;
+                continue;
+            }
+            at += 1 + usize::from(len);
+        }
+        next = end.unwrap_or(at) + 4; // QTYPE and QCLASS
+    }
+    false
+}
+
 fn info_for(request: &Metadata, rcode: ResponseCode) -> ResponseInfo {
     let mut metadata = Metadata::response_from_request(request);
     metadata.response_code = rcode;
@@ -222,6 +282,8 @@ fn info_for(request: &Metadata, rcode: ResponseCode) -> ResponseInfo {
 /// client sent them (0x20 case included) and truncates to the OPT payload size, setting TC.
 struct Reply<'a> {
     request: &'a Request,
+    /// The question section to repeat: the request's, or none.
+    queries: &'a Queries,
     edns: Option<&'a Edns>,
 }
 
@@ -268,7 +330,7 @@ impl Reply<'_> {
         metadata.recursion_available = true;
         metadata.authentic_data = authentic_data;
         metadata.response_code = rcode;
-        let mut builder = MessageResponseBuilder::new(&self.request.queries, None);
+        let mut builder = MessageResponseBuilder::new(self.queries, None);
         if let Some(edns) = self.edns {
             builder.edns(edns);
         }
@@ -283,5 +345,38 @@ impl Reply<'_> {
             Ok(info) => info,
             Err(_) => info_for(&self.request.metadata, ResponseCode::ServFail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `www.example.` A IN, with no pointer.
+    const PLAIN: &[u8] = b"\x03www\x07example\x00\x00\x01\x00\x01";
+
+    #[test]
+    fn names_reading_from_the_header_are_found() {
+        assert!(!question_points_into_header(PLAIN, 1));
+        assert!(!question_points_into_header(&[0, 0, 1, 0, 1], 1)); // the root
+        // What the fuzzer found (tests/data/fuzz-regressions/handler/): a name that is only a
+        // pointer to offset 0, so the ID and flags are read as labels.
+        assert!(question_points_into_header(b"\xc0\x00\x00\x01\x00\x01", 1));
+        assert!(question_points_into_header(
+            b"\x01a\xc0\x0b\x00\x01\x00\x01",
+            1
+        ));
+
+        // A second question pointing into the first is repeated faithfully: the section
+        // sits at the same offset in the answer. `example` starts at offset 12 + 4.
+        let mut two = PLAIN.to_vec();
+        two.extend_from_slice(b"\x03ftp\xc0\x10\x00\x01\x00\x01");
+        assert!(!question_points_into_header(&two, 2));
+
+        // A chain: the first question's label holds bytes that read as a pointer to offset 5;
+        // the second question points at them (offset 12 + 1).
+        let chain = b"\x02\xc0\x05\x00\x00\x01\x00\x01\xc0\x0d\x00\x01\x00\x01";
+        assert!(!question_points_into_header(&chain[..8], 1));
+        assert!(question_points_into_header(chain, 2));
     }
 }

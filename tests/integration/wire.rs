@@ -100,6 +100,11 @@ fn opt_version_zero_no_options(_: &[u8], m: &Message) {
     );
 }
 
+fn no_question_repeated(raw: &[u8], m: &Message) {
+    assert_eq!(&raw[4..6], &[0, 0], "QDCOUNT of the answer");
+    assert!(m.queries.is_empty());
+}
+
 fn case_echoed(raw: &[u8], _: &Message) {
     assert_eq!(
         &raw[12..12 + 18],
@@ -151,6 +156,13 @@ async fn the_malformed_query_table() {
             "reserved label type",
             packet(&[header(RD, [1, 0, 0, 0]), vec![0x80, 0, 0, 1, 0, 1]]),
             Rcode(FormErr),
+        ),
+        (
+            // Found by fuzzing: the name is read from the header (here the root, from the
+            // QDCOUNT's high byte), which differs in the answer, so it cannot be repeated.
+            "question name pointing into the header",
+            packet(&[header(RD, [1, 0, 0, 0]), vec![0xc0, 0x04, 0, 1, 0, 1]]),
+            Check(FormErr, no_question_repeated),
         ),
         ("QDCOUNT 0", header(RD, [0, 0, 0, 0]), Rcode(FormErr)),
         (
