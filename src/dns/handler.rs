@@ -2,7 +2,7 @@
 //!
 //! Order of one query (see docs/architecture.md):
 //! 1. strict validation before any policy — a question that can be repeated as it was sent
-//!    (else FORMERR without a question), opcode QUERY (else NOTIMP), exactly one question
+//!    (else FORMERR), opcode QUERY (else NOTIMP), exactly one question
 //!    (else FORMERR: a second question would slip past the filter), EDNS version 0 (else
 //!    BADVERS), class IN (else REFUSED), no zone transfers;
 //! 2. the client must be in `allow_clients` (else REFUSED);
@@ -74,24 +74,30 @@ impl Handler {
 
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut out: R) -> ResponseInfo {
         let edns = request.edns.as_ref().map(response_edns);
-        if question_points_into_header(request.queries.as_bytes(), request.queries.len()) {
-            // Answers repeat the question bytes as sent, behind a different header: a name
-            // that reads from the header would come back as another name, or as garbage.
-            let Ok(none) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
-                return info_for(&request.metadata, ResponseCode::FormErr); // cannot happen
+        // Answers repeat the question bytes as sent, behind a different header: a name that
+        // reads from the header would come back as another name, or as garbage.
+        let malformed =
+            question_points_into_header(request.queries.as_bytes(), request.queries.len());
+        // Only a single question is repeated. Several can take more room than a UDP answer
+        // without EDNS has (512 bytes), and hickory would then send a bare SERVFAIL instead.
+        let none;
+        let queries = if request.queries.len() == 1 && !malformed {
+            &request.queries
+        } else {
+            let Ok(empty) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+                return info_for(&request.metadata, ResponseCode::FormErr); // reads nothing
             };
-            let reply = Reply {
-                request,
-                queries: &none,
-                edns: edns.as_ref(),
-            };
-            return reply.error(&mut out, ResponseCode::FormErr).await;
-        }
+            none = empty;
+            &none
+        };
         let reply = Reply {
             request,
-            queries: &request.queries,
+            queries,
             edns: edns.as_ref(),
         };
+        if malformed {
+            return reply.error(&mut out, ResponseCode::FormErr).await;
+        }
         if request.metadata.op_code != OpCode::Query {
             return reply.error(&mut out, ResponseCode::NotImp).await;
         }
@@ -280,6 +286,7 @@ fn info_for(request: &Metadata, rcode: ResponseCode) -> ResponseInfo {
 
 /// Writes responses to one request. hickory-server echoes the question bytes exactly as the
 /// client sent them (0x20 case included) and truncates to the OPT payload size, setting TC.
+/// Answers to anything but one well-formed question repeat no question at all.
 struct Reply<'a> {
     request: &'a Request,
     /// The question section to repeat: the request's, or none.
@@ -350,7 +357,127 @@ impl Reply<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use hickory_proto::op::Message;
+    use hickory_proto::serialize::binary::BinEncoder;
+    use hickory_server::net::NetError;
+    use hickory_server::zone_handler::MessageResponse;
+
     use super::*;
+    use crate::config::Config;
+    use crate::runtime::{Runtime, share};
+
+    /// A handler with no lists whose upstream refuses at once (nothing listens on port 9).
+    fn handler() -> Handler {
+        let source =
+            "[upstream]\nservers = [\"127.0.0.1:9\"]\n[defaults]\nprofile = \"p\"\n[profiles.p]\n";
+        let config = Config::from_source(Path::new("/test/kidsafe.toml"), source).expect("config");
+        Handler::new(share(
+            Runtime::build(config, Instant::now()).expect("runtime"),
+        ))
+    }
+
+    /// Encodes answers as hickory-server does over UDP: at most the OPT payload size, 512
+    /// bytes without EDNS. There an answer that does not fit becomes a bare SERVFAIL header.
+    #[derive(Clone, Default)]
+    struct Udp(Arc<Mutex<Vec<Encoded>>>);
+
+    /// An answer's bytes, or why it could not be encoded.
+    type Encoded = Result<Vec<u8>, String>;
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Udp {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, NetError> {
+            let mut bytes = Vec::new();
+            let mut encoder = BinEncoder::new(&mut bytes);
+            encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
+            let result = response.destructive_emit(&mut encoder);
+            let mut sent = self.0.lock().expect("lock");
+            match result {
+                Ok(info) => {
+                    sent.push(Ok(bytes));
+                    Ok(info)
+                }
+                Err(e) => {
+                    sent.push(Err(e.to_string()));
+                    Err(NetError::from(e.to_string()))
+                }
+            }
+        }
+    }
+
+    /// The one answer to `packet` over UDP, which must encode.
+    async fn ask(handler: &Handler, packet: &[u8]) -> Message {
+        let src: SocketAddr = "127.0.0.1:5300".parse().expect("addr");
+        let request = Request::from_bytes(packet.to_vec(), src, Protocol::Udp).expect("parses");
+        let out = Udp::default();
+        handler.answer(&request, out.clone()).await;
+        let sent = out.0.lock().expect("lock");
+        let [Ok(bytes)] = sent.as_slice() else {
+            panic!("one encoded answer expected, got {sent:?}");
+        };
+        Message::from_vec(bytes).expect("the answer parses")
+    }
+
+    const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fuzz-regressions");
+
+    #[tokio::test]
+    async fn malformed_questions_get_formerr_without_a_question() {
+        let handler = handler();
+        for (file, qdcount) in [
+            // 6 questions in 501 bytes, no EDNS: repeated, they did not fit in 512 bytes.
+            ("several-questions-over-512-bytes.bin", 6),
+            // 6 questions, a name among them read from the header.
+            ("question-points-into-header.bin", 6),
+        ] {
+            let packet = std::fs::read(format!("{REGRESSIONS}/handler/{file}")).expect(file);
+            assert_eq!(packet[4..6], [0, qdcount], "{file}");
+            let answer = ask(&handler, &packet).await;
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::FormErr,
+                "{file}"
+            );
+            assert!(answer.queries.is_empty(), "{file}: a question was repeated");
+        }
+
+        // One question, read from the header: the root, from QDCOUNT's high byte.
+        let header = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00";
+        let answer = ask(
+            &handler,
+            &[&header[..], b"\xc0\x04\x00\x01\x00\x01"].concat(),
+        )
+        .await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        assert!(answer.queries.is_empty());
+
+        // Another opcode with two questions: NOTIMP, questions not repeated either.
+        let update = b"\x12\x34\x28\x00\x00\x02\x00\x00\x00\x00\x00\x00";
+        let question = b"\x07example\x00\x00\x06\x00\x01";
+        let answer = ask(&handler, &[&update[..], question, question].concat()).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NotImp);
+        assert!(answer.queries.is_empty());
+
+        // One well-formed question is repeated exactly, case included.
+        let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03WwW\x00\x00\x01\x00\x03";
+        let answer = ask(&handler, query).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused); // class CH
+        assert_eq!(answer.queries.len(), 1);
+        assert_eq!(answer.queries[0].name().to_ascii(), "WwW.");
+    }
 
     /// `www.example.` A IN, with no pointer.
     const PLAIN: &[u8] = b"\x03www\x07example\x00\x00\x01\x00\x01";

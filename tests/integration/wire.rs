@@ -172,7 +172,18 @@ async fn the_malformed_query_table() {
                 question(WWW_L, 1, 1),
                 question(BLOCKED_L, 1, 1),
             ]),
-            Rcode(FormErr),
+            Check(FormErr, no_question_repeated),
+        ),
+        (
+            // Found by fuzzing: repeated, these questions no longer fit in 512 bytes, and
+            // hickory would send a bare SERVFAIL header instead of the FORMERR.
+            "6 questions in 501 bytes, no EDNS",
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/fuzz-regressions/handler/several-questions-over-512-bytes.bin"
+            ))
+            .expect("regression input"),
+            Check(FormErr, no_question_repeated),
         ),
         (
             "trailing garbage",
