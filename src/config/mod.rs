@@ -47,8 +47,9 @@ pub struct FileConfig {
     pub metrics: MetricsConfig,
     /// `[defaults]`: the profile for clients no rule matches.
     pub defaults: DefaultsConfig,
-    /// `[profiles.NAME]`: what each profile blocks.
-    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// `[profiles.NAME]`: what each profile blocks. Keys keep their place in the file, for
+    /// problems with a name however the table was written (`[profiles."a b"]`, inline).
+    pub profiles: BTreeMap<Spanned<String>, ProfileConfig>,
     /// `[[clients]]`: which addresses get which profile.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -60,7 +61,7 @@ pub struct FileConfig {
 pub struct ServerConfig {
     /// Addresses to answer on, UDP and TCP each. Default `["127.0.0.1:53", "[::1]:53"]`.
     #[serde(default = "default_listen")]
-    pub listen: Vec<Spanned<String>>,
+    pub listen: Spanned<Vec<Spanned<String>>>,
     /// Networks that may query; others get REFUSED. Default: loopback and private ranges.
     #[serde(default = "default_allow_clients")]
     pub allow_clients: Vec<Spanned<String>>,
@@ -105,7 +106,7 @@ impl Default for ServerConfig {
 pub struct UpstreamConfig {
     /// Resolvers to forward to, tried in order: `"9.9.9.9:53"`, `"9.9.9.9"` (port 53) or
     /// `"udp://9.9.9.9:53"`. UDP with a TCP retry when an answer is truncated.
-    pub servers: Vec<Spanned<String>>,
+    pub servers: Spanned<Vec<Spanned<String>>>,
     /// How long one query may wait for all upstreams together. Default `"2s"`.
     #[serde(default = "default_upstream_timeout")]
     pub timeout: Spanned<String>,
@@ -241,8 +242,11 @@ pub struct ClientConfig {
 fn spanned<T>(value: T) -> Spanned<T> {
     Spanned::new(0..0, value)
 }
-fn default_listen() -> Vec<Spanned<String>> {
-    vec![spanned("127.0.0.1:53".into()), spanned("[::1]:53".into())]
+fn default_listen() -> Spanned<Vec<Spanned<String>>> {
+    spanned(vec![
+        spanned("127.0.0.1:53".into()),
+        spanned("[::1]:53".into()),
+    ])
 }
 fn default_allow_clients() -> Vec<Spanned<String>> {
     [
@@ -652,14 +656,10 @@ impl Checker<'_> {
 
     fn check_server(&mut self, s: &ServerConfig) -> Option<ServerSettings> {
         let mut listen = Vec::new();
-        if s.listen.is_empty() {
-            self.problems.at(
-                Location::default(),
-                "server.listen",
-                "needs at least one address",
-            );
+        if s.listen.get_ref().is_empty() {
+            self.problem(&s.listen, "server.listen", "needs at least one address");
         }
-        for (i, addr) in s.listen.iter().enumerate() {
+        for (i, addr) in s.listen.get_ref().iter().enumerate() {
             match addr.get_ref().parse::<SocketAddr>() {
                 Ok(a) => listen.push(a),
                 Err(_) => self.problem(
@@ -712,15 +712,15 @@ impl Checker<'_> {
     }
 
     fn check_upstream(&mut self, u: &UpstreamConfig) -> Option<UpstreamSettings> {
-        if u.servers.is_empty() {
-            self.problems.at(
-                Location::default(),
+        if u.servers.get_ref().is_empty() {
+            self.problem(
+                &u.servers,
                 "upstream.servers",
                 "needs at least one resolver, e.g. [\"9.9.9.9:53\"]",
             );
         }
         let mut servers = Vec::new();
-        for (i, s) in u.servers.iter().enumerate() {
+        for (i, s) in u.servers.get_ref().iter().enumerate() {
             match parse_upstream(s.get_ref()) {
                 Ok(addr) => servers.push(addr),
                 Err(msg) => self.problem(s, format!("upstream.servers[{i}]"), msg),
@@ -769,15 +769,15 @@ impl Checker<'_> {
 
     fn check_profiles(
         &mut self,
-        profiles: &BTreeMap<String, ProfileConfig>,
+        profiles: &BTreeMap<Spanned<String>, ProfileConfig>,
     ) -> Vec<ProfileSettings> {
         let mut out = Vec::with_capacity(profiles.len());
-        for (name, p) in profiles {
+        for (spanned_name, p) in profiles {
+            let name = spanned_name.get_ref();
             let key = format!("profiles.{name}");
             if !is_profile_name(name) {
-                let at = self.header_location(&key);
-                self.problems.at(
-                    at,
+                self.problem(
+                    spanned_name,
                     key.clone(),
                     "profile names use letters, digits, '_' and '-' (at most 40)",
                 );
@@ -802,14 +802,6 @@ impl Checker<'_> {
             });
         }
         out
-    }
-
-    /// Where `[key]` is written, for problems with a table as a whole.
-    fn header_location(&self, key: &str) -> Location {
-        let header = format!("[{key}]");
-        self.source.find(&header).map_or(Location::default(), |at| {
-            Location::of_offset(self.source, at)
-        })
     }
 
     fn profile_ref(&mut self, names: &[&str], value: &Spanned<String>, key: &str) -> Option<usize> {
