@@ -211,7 +211,13 @@ pub fn normalise(word: &str) -> Result<Normalised<'_>, BadReason> {
         return Ok(Normalised::Skip(SkipReason::IpAddress));
     }
     let name: Cow<'_, str> = if !name.is_ascii() {
-        Cow::Owned(idna::domain_to_ascii(name).map_err(|_| BadReason::BadIdn)?)
+        let ascii = idna::domain_to_ascii(name).map_err(|_| BadReason::BadIdn)?;
+        // IDNA mapping drops some characters (U+FEFF) and folds others (fullwidth digits and
+        // dots), so a word that was no address may be one now: `7.0.0.1\u{feff}`.
+        if is_ip_address(&ascii) {
+            return Ok(Normalised::Skip(SkipReason::IpAddress));
+        }
+        Cow::Owned(ascii)
     } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(name.to_ascii_lowercase())
     } else {
@@ -315,6 +321,14 @@ mod tests {
             ("0.0.0.0 0.0.0.0", LineOutcome::Skipped(IpAddress)),
             ("0.0.0.0 85.17.187.83", LineOutcome::Skipped(IpAddress)),
             ("192.0.2.7", LineOutcome::Skipped(IpAddress)),
+            // Found by fuzzing (tests/data/fuzz-regressions/list_line/): addresses that only
+            // become one after IDNA mapping were listed as names.
+            ("7.0.0.1\u{feff}", LineOutcome::Skipped(IpAddress)),
+            (
+                "\u{ff11}\u{ff19}\u{ff12}.0.2.7",
+                LineOutcome::Skipped(IpAddress),
+            ),
+            ("0.0.0.0 192\u{ff0e}0.2.7", LineOutcome::Skipped(IpAddress)),
             ("2001:db8::1", LineOutcome::Skipped(IpAddress)),
             ("com", LineOutcome::Skipped(SingleLabel)),
             ("com.", LineOutcome::Skipped(SingleLabel)),

@@ -7,8 +7,9 @@ use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
 
-/// A 1-based line and column in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A 1-based line and column in the config file. There is no default: every problem points
+/// at the text it is about (0:0 would be no place an editor can jump to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
     /// 1-based line.
     pub line: usize,

@@ -48,8 +48,9 @@ pub struct FileConfig {
     pub metrics: MetricsConfig,
     /// `[defaults]`: the profile for clients no rule matches.
     pub defaults: DefaultsConfig,
-    /// `[profiles.NAME]`: what each profile blocks.
-    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// `[profiles.NAME]`: what each profile blocks. Keys keep their place in the file, for
+    /// problems with a name however the table was written (`[profiles."a b"]`, inline).
+    pub profiles: BTreeMap<Spanned<String>, ProfileConfig>,
     /// `[[clients]]`: which addresses get which profile.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -61,7 +62,7 @@ pub struct FileConfig {
 pub struct ServerConfig {
     /// Addresses to answer on, UDP and TCP each. Default `["127.0.0.1:53", "[::1]:53"]`.
     #[serde(default = "default_listen")]
-    pub listen: Vec<Spanned<String>>,
+    pub listen: Spanned<Vec<Spanned<String>>>,
     /// Networks that may query; others get REFUSED. Default: loopback and private ranges.
     #[serde(default = "default_allow_clients")]
     pub allow_clients: Vec<Spanned<String>>,
@@ -128,7 +129,7 @@ pub struct UpstreamConfig {
     /// (TCP only), or `"tls://9.9.9.9:853#dns.quad9.net"` (DNS over TLS, port 853 by default;
     /// the certificate must be valid for the name after `#`, or for the IP address without
     /// one). An IP address is required: kidsafe may be the machine's own resolver.
-    pub servers: Vec<Spanned<String>>,
+    pub servers: Spanned<Vec<Spanned<String>>>,
     /// A PEM file of extra certificate authorities trusted for `tls://` upstreams, besides the
     /// built-in Mozilla roots (e.g. a school's own CA). Default: none.
     #[serde(default)]
@@ -335,8 +336,11 @@ pub struct ClientConfig {
 fn spanned<T>(value: T) -> Spanned<T> {
     Spanned::new(0..0, value)
 }
-fn default_listen() -> Vec<Spanned<String>> {
-    vec![spanned("127.0.0.1:53".into()), spanned("[::1]:53".into())]
+fn default_listen() -> Spanned<Vec<Spanned<String>>> {
+    spanned(vec![
+        spanned("127.0.0.1:53".into()),
+        spanned("[::1]:53".into()),
+    ])
 }
 fn default_allow_clients() -> Vec<Spanned<String>> {
     [
@@ -878,14 +882,10 @@ impl Checker<'_> {
 
     fn check_server(&mut self, s: &ServerConfig) -> Option<ServerSettings> {
         let mut listen = Vec::new();
-        if s.listen.is_empty() {
-            self.problems.at(
-                Location::default(),
-                "server.listen",
-                "needs at least one address",
-            );
+        if s.listen.get_ref().is_empty() {
+            self.problem(&s.listen, "server.listen", "needs at least one address");
         }
-        for (i, addr) in s.listen.iter().enumerate() {
+        for (i, addr) in s.listen.get_ref().iter().enumerate() {
             match addr.get_ref().parse::<SocketAddr>() {
                 Ok(a) => listen.push(a),
                 Err(_) => self.problem(
@@ -984,15 +984,15 @@ impl Checker<'_> {
     }
 
     fn check_upstream(&mut self, u: &UpstreamConfig) -> Option<UpstreamSettings> {
-        if u.servers.is_empty() {
-            self.problems.at(
-                Location::default(),
+        if u.servers.get_ref().is_empty() {
+            self.problem(
+                &u.servers,
                 "upstream.servers",
                 "needs at least one resolver, e.g. [\"9.9.9.9:53\"]",
             );
         }
         let mut servers = Vec::new();
-        for (i, s) in u.servers.iter().enumerate() {
+        for (i, s) in u.servers.get_ref().iter().enumerate() {
             match parse_upstream(s.get_ref()) {
                 Ok(server) => servers.push(server),
                 Err(msg) => self.problem(s, format!("upstream.servers[{i}]"), msg),
@@ -1105,7 +1105,7 @@ impl Checker<'_> {
             Ok(d) if d.iter().any(|x| *x) => Some(d),
             Ok(_) => {
                 self.problems.at(
-                    self.header_location(key),
+                    Location::of_offset(self.source, s.from.span().start),
                     format!("{key}.days"),
                     "needs at least one day",
                 );
@@ -1188,17 +1188,17 @@ impl Checker<'_> {
 
     fn check_profiles(
         &mut self,
-        profiles: &BTreeMap<String, ProfileConfig>,
+        profiles: &BTreeMap<Spanned<String>, ProfileConfig>,
     ) -> Vec<ProfileSettings> {
         use crate::policy::presets;
         use crate::policy::special::YouTube;
         let mut out = Vec::with_capacity(profiles.len());
-        for (name, p) in profiles {
+        for (spanned_name, p) in profiles {
+            let name = spanned_name.get_ref();
             let key = format!("profiles.{name}");
             if !is_profile_name(name) {
-                let at = self.header_location(&key);
-                self.problems.at(
-                    at,
+                self.problem(
+                    spanned_name,
                     key.clone(),
                     "profile names use letters, digits, '_' and '-' (at most 40)",
                 );
@@ -1295,14 +1295,6 @@ impl Checker<'_> {
             });
         }
         out
-    }
-
-    /// Where `[key]` is written, for problems with a table as a whole.
-    fn header_location(&self, key: &str) -> Location {
-        let header = format!("[{key}]");
-        self.source.find(&header).map_or(Location::default(), |at| {
-            Location::of_offset(self.source, at)
-        })
     }
 
     fn profile_ref(&mut self, names: &[&str], value: &Spanned<String>, key: &str) -> Option<usize> {

@@ -263,6 +263,46 @@ fn semantic_errors_point_at_the_value() {
     }
 }
 
+/// These problems have no single value of their own and were reported at line 0, column 0,
+/// which no editor can jump to. Found with the config fuzz target's check (fuzz/src/config.rs,
+/// inputs in tests/data/fuzz-regressions/config/); they now point at what was written.
+#[test]
+fn empty_lists_and_bad_profile_names_point_into_the_file() {
+    let inline = "profiles = { teen = { block = [\"adult\"] }, \"x y\" = {} }\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("[server]\nlisten = []\n{MINIMAL}"),
+            "[]",
+            "server.listen",
+        ),
+        (
+            MINIMAL.replacen("servers = [\"127.0.0.1:53\"]", "servers = []", 1),
+            "[]",
+            "upstream.servers",
+        ),
+        (
+            MINIMAL.replacen("[profiles.teen]", "[profiles.\"a b\"]\n[profiles.teen]", 1),
+            "\"a b\"",
+            "profiles.a b",
+        ),
+        (
+            format!(
+                "{inline}{}",
+                MINIMAL.replacen("[profiles.teen]\nblock = [\"adult\"]", "", 1)
+            ),
+            "\"x y\"",
+            "profiles.x y",
+        ),
+    ];
+    for (source, written, key) in cases {
+        let p = first_problem(&source);
+        let at = source.find(written).expect("written");
+        assert_eq!(p.key, key, "{source:?}");
+        assert_eq!(p.at, Location::of_offset(&source, at), "{source:?}: {p:?}");
+        assert!(p.at.line >= 1 && p.at.column >= 1);
+    }
+}
+
 #[test]
 fn every_problem_is_reported_at_once_with_the_file_name() {
     let source = r#"

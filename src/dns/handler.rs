@@ -1,7 +1,8 @@
 //! The request handler: validate, admit, decide, answer.
 //!
 //! Order of one query (see docs/architecture.md):
-//! 1. strict validation before any policy — opcode QUERY (else NOTIMP), exactly one question
+//! 1. strict validation before any policy — a question that can be repeated as it was sent
+//!    (else FORMERR), opcode QUERY (else NOTIMP), exactly one question
 //!    (else FORMERR: a second question would slip past the filter), EDNS version 0 (else
 //!    BADVERS), class IN (else REFUSED), no zone transfers;
 //! 2. the client must be in `allow_clients` and within its rate limit (else REFUSED);
@@ -23,10 +24,11 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCo
 use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinDecoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
@@ -97,10 +99,30 @@ impl Handler {
 
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut out: R) -> ResponseInfo {
         let edns = request.edns.as_ref().map(response_edns);
+        // Answers repeat the question bytes as sent, behind a different header: a name that
+        // reads from the header would come back as another name, or as garbage.
+        let malformed =
+            question_points_into_header(request.queries.as_bytes(), request.queries.len());
+        // Only a single question is repeated. Several can take more room than a UDP answer
+        // without EDNS has (512 bytes), and hickory would then send a bare SERVFAIL instead.
+        let none;
+        let queries = if request.queries.len() == 1 && !malformed {
+            &request.queries
+        } else {
+            let Ok(empty) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+                return info_for(&request.metadata, ResponseCode::FormErr); // reads nothing
+            };
+            none = empty;
+            &none
+        };
         let reply = Reply {
             request,
+            queries,
             edns: edns.as_ref(),
         };
+        if malformed {
+            return reply.error(&mut out, ResponseCode::FormErr).await;
+        }
         if request.metadata.op_code != OpCode::Query {
             return reply.error(&mut out, ResponseCode::NotImp).await;
         }
@@ -365,6 +387,7 @@ impl Handler {
         });
         let with_ede = Reply {
             request: reply.request,
+            queries: reply.queries,
             edns: edns.as_ref(),
         };
         with_ede
@@ -487,6 +510,50 @@ fn response_edns(request: &Edns) -> Edns {
     edns
 }
 
+/// Length of the DNS header, which every message starts with.
+const HEADER_LEN: usize = 12;
+
+/// Whether a name in the question section (`section`, the bytes of `count` questions as the
+/// client sent them, which start right after the header) reads any byte from the header
+/// through a compression pointer, directly or through a chain of pointers. hickory accepts
+/// such names (pointers need only point backwards), but they are never legitimate: a query's
+/// first name has nothing before it to point at except the header.
+fn question_points_into_header(section: &[u8], count: usize) -> bool {
+    let mut next = 0; // where the next question starts
+    for _ in 0..count {
+        let mut at = next;
+        let mut end = None; // where this name ends in place, after its first pointer
+        let mut hops = 0;
+        loop {
+            // hickory has parsed this section already, so running off its end cannot happen;
+            // if it did, the question could not be repeated either.
+            let Some(&len) = section.get(at) else {
+                return true;
+            };
+            if len == 0 {
+                at += 1;
+                break;
+            }
+            if len & 0xC0 == 0xC0 {
+                let Some(&low) = section.get(at + 1) else {
+                    return true;
+                };
+                end.get_or_insert(at + 2);
+                let target = usize::from(u16::from_be_bytes([len & 0x3F, low]));
+                hops += 1;
+                if target < HEADER_LEN || hops > section.len() {
+                    return true;
+                }
+                at = target - HEADER_LEN;
+                continue;
+            }
+            at += 1 + usize::from(len);
+        }
+        next = end.unwrap_or(at) + 4; // QTYPE and QCLASS
+    }
+    false
+}
+
 fn info_for(request: &Metadata, rcode: ResponseCode) -> ResponseInfo {
     let mut metadata = Metadata::response_from_request(request);
     metadata.response_code = rcode;
@@ -498,8 +565,11 @@ fn info_for(request: &Metadata, rcode: ResponseCode) -> ResponseInfo {
 
 /// Writes responses to one request. hickory-server echoes the question bytes exactly as the
 /// client sent them (0x20 case included) and truncates to the OPT payload size, setting TC.
+/// Answers to anything but one well-formed question repeat no question at all.
 struct Reply<'a> {
     request: &'a Request,
+    /// The question section to repeat: the request's, or none.
+    queries: &'a Queries,
     edns: Option<&'a Edns>,
 }
 
@@ -547,7 +617,7 @@ impl Reply<'_> {
         metadata.recursion_available = true;
         metadata.authentic_data = authentic_data;
         metadata.response_code = rcode;
-        let mut builder = MessageResponseBuilder::new(&self.request.queries, None);
+        let mut builder = MessageResponseBuilder::new(self.queries, None);
         if let Some(edns) = self.edns {
             builder.edns(edns);
         }
@@ -562,5 +632,158 @@ impl Reply<'_> {
             Ok(info) => info,
             Err(_) => info_for(&self.request.metadata, ResponseCode::ServFail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use hickory_proto::op::Message;
+    use hickory_proto::serialize::binary::BinEncoder;
+    use hickory_server::net::NetError;
+    use hickory_server::zone_handler::MessageResponse;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::runtime::{Runtime, share};
+
+    /// A handler with no lists whose upstream refuses at once (nothing listens on port 9).
+    fn handler() -> Handler {
+        let source =
+            "[upstream]\nservers = [\"127.0.0.1:9\"]\n[defaults]\nprofile = \"p\"\n[profiles.p]\n";
+        let config = Config::from_source(Path::new("/test/kidsafe.toml"), source).expect("config");
+        Handler::new(share(
+            Runtime::build(config, Instant::now()).expect("runtime"),
+        ))
+    }
+
+    /// Encodes answers as hickory-server does over UDP: at most the OPT payload size, 512
+    /// bytes without EDNS. There an answer that does not fit becomes a bare SERVFAIL header.
+    #[derive(Clone, Default)]
+    struct Udp(Arc<Mutex<Vec<Encoded>>>);
+
+    /// An answer's bytes, or why it could not be encoded.
+    type Encoded = Result<Vec<u8>, String>;
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Udp {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, NetError> {
+            let mut bytes = Vec::new();
+            let mut encoder = BinEncoder::new(&mut bytes);
+            encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
+            let result = response.destructive_emit(&mut encoder);
+            let mut sent = self.0.lock().expect("lock");
+            match result {
+                Ok(info) => {
+                    sent.push(Ok(bytes));
+                    Ok(info)
+                }
+                Err(e) => {
+                    sent.push(Err(e.to_string()));
+                    Err(NetError::from(e.to_string()))
+                }
+            }
+        }
+    }
+
+    /// The one answer to `packet` over UDP, which must encode.
+    async fn ask(handler: &Handler, packet: &[u8]) -> Message {
+        let src: SocketAddr = "127.0.0.1:5300".parse().expect("addr");
+        let request = Request::from_bytes(packet.to_vec(), src, Protocol::Udp).expect("parses");
+        let out = Udp::default();
+        handler.answer(&request, out.clone()).await;
+        let sent = out.0.lock().expect("lock");
+        let [Ok(bytes)] = sent.as_slice() else {
+            panic!("one encoded answer expected, got {sent:?}");
+        };
+        Message::from_vec(bytes).expect("the answer parses")
+    }
+
+    const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fuzz-regressions");
+
+    #[tokio::test]
+    async fn malformed_questions_get_formerr_without_a_question() {
+        let handler = handler();
+        for (file, qdcount) in [
+            // 6 questions in 501 bytes, no EDNS: repeated, they did not fit in 512 bytes.
+            ("several-questions-over-512-bytes.bin", 6),
+            // 6 questions, a name among them read from the header.
+            ("question-points-into-header.bin", 6),
+        ] {
+            let packet = std::fs::read(format!("{REGRESSIONS}/handler/{file}")).expect(file);
+            assert_eq!(packet[4..6], [0, qdcount], "{file}");
+            let answer = ask(&handler, &packet).await;
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::FormErr,
+                "{file}"
+            );
+            assert!(answer.queries.is_empty(), "{file}: a question was repeated");
+        }
+
+        // One question, read from the header: the root, from QDCOUNT's high byte.
+        let header = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00";
+        let answer = ask(
+            &handler,
+            &[&header[..], b"\xc0\x04\x00\x01\x00\x01"].concat(),
+        )
+        .await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        assert!(answer.queries.is_empty());
+
+        // Another opcode with two questions: NOTIMP, questions not repeated either.
+        let update = b"\x12\x34\x28\x00\x00\x02\x00\x00\x00\x00\x00\x00";
+        let question = b"\x07example\x00\x00\x06\x00\x01";
+        let answer = ask(&handler, &[&update[..], question, question].concat()).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NotImp);
+        assert!(answer.queries.is_empty());
+
+        // One well-formed question is repeated exactly, case included.
+        let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03WwW\x00\x00\x01\x00\x03";
+        let answer = ask(&handler, query).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused); // class CH
+        assert_eq!(answer.queries.len(), 1);
+        assert_eq!(answer.queries[0].name().to_ascii(), "WwW.");
+    }
+
+    /// `www.example.` A IN, with no pointer.
+    const PLAIN: &[u8] = b"\x03www\x07example\x00\x00\x01\x00\x01";
+
+    #[test]
+    fn names_reading_from_the_header_are_found() {
+        assert!(!question_points_into_header(PLAIN, 1));
+        assert!(!question_points_into_header(&[0, 0, 1, 0, 1], 1)); // the root
+        // What the fuzzer found (tests/data/fuzz-regressions/handler/): a name that is only a
+        // pointer to offset 0, so the ID and flags are read as labels.
+        assert!(question_points_into_header(b"\xc0\x00\x00\x01\x00\x01", 1));
+        assert!(question_points_into_header(
+            b"\x01a\xc0\x0b\x00\x01\x00\x01",
+            1
+        ));
+
+        // A second question pointing into the first is repeated faithfully: the section
+        // sits at the same offset in the answer. `example` starts at offset 12 + 4.
+        let mut two = PLAIN.to_vec();
+        two.extend_from_slice(b"\x03ftp\xc0\x10\x00\x01\x00\x01");
+        assert!(!question_points_into_header(&two, 2));
+
+        // A chain: the first question's label holds bytes that read as a pointer to offset 5;
+        // the second question points at them (offset 12 + 1).
+        let chain = b"\x02\xc0\x05\x00\x00\x01\x00\x01\xc0\x0d\x00\x01\x00\x01";
+        assert!(!question_points_into_header(&chain[..8], 1));
+        assert!(question_points_into_header(chain, 2));
     }
 }

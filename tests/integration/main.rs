@@ -5,6 +5,7 @@
 mod cli;
 mod encrypted;
 mod filtering;
+mod fuzz_corpus;
 mod harness;
 mod profiles;
 mod reload;

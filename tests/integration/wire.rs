@@ -100,6 +100,11 @@ fn opt_version_zero_no_options(_: &[u8], m: &Message) {
     );
 }
 
+fn no_question_repeated(raw: &[u8], m: &Message) {
+    assert_eq!(&raw[4..6], &[0, 0], "QDCOUNT of the answer");
+    assert!(m.queries.is_empty());
+}
+
 fn case_echoed(raw: &[u8], _: &Message) {
     assert_eq!(
         &raw[12..12 + 18],
@@ -152,6 +157,13 @@ async fn the_malformed_query_table() {
             packet(&[header(RD, [1, 0, 0, 0]), vec![0x80, 0, 0, 1, 0, 1]]),
             Rcode(FormErr),
         ),
+        (
+            // Found by fuzzing: the name is read from the header (here the root, from the
+            // QDCOUNT's high byte), which differs in the answer, so it cannot be repeated.
+            "question name pointing into the header",
+            packet(&[header(RD, [1, 0, 0, 0]), vec![0xc0, 0x04, 0, 1, 0, 1]]),
+            Check(FormErr, no_question_repeated),
+        ),
         ("QDCOUNT 0", header(RD, [0, 0, 0, 0]), Rcode(FormErr)),
         (
             "QDCOUNT 2 (a blocked name behind an allowed one)",
@@ -160,7 +172,18 @@ async fn the_malformed_query_table() {
                 question(WWW_L, 1, 1),
                 question(BLOCKED_L, 1, 1),
             ]),
-            Rcode(FormErr),
+            Check(FormErr, no_question_repeated),
+        ),
+        (
+            // Found by fuzzing: repeated, these questions no longer fit in 512 bytes, and
+            // hickory would send a bare SERVFAIL header instead of the FORMERR.
+            "6 questions in 501 bytes, no EDNS",
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/fuzz-regressions/handler/several-questions-over-512-bytes.bin"
+            ))
+            .expect("regression input"),
+            Check(FormErr, no_question_repeated),
         ),
         (
             "trailing garbage",
