@@ -15,6 +15,7 @@
 //! - [`reload`]: building a new runtime off the query path and swapping it in.
 //! - [`daemon`]: the process: start, signals, stop.
 //! - [`sdnotify`]: telling systemd we are ready, alive, reloading or stopping.
+//! - [`state_file`]: atomic writes of the files under `state_dir`.
 //! - [`logging`]: tracing setup that never lets a queried name or client address through.
 
 #![forbid(unsafe_code)]
@@ -30,4 +31,5 @@ pub mod reload;
 pub mod runtime;
 pub mod sdnotify;
 pub mod server;
+pub mod state_file;
 pub mod stats;

@@ -7,7 +7,6 @@
 //! unreadable file or failed checksum means a normal build; the cache can never serve lists
 //! other than the ones on disk, and is rewritten (atomically) after every build.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -114,7 +113,6 @@ pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
 
 /// Writes the cache for `lists` built from `fingerprint` (temp files, fsync, rename).
 pub fn save(dir: &Path, fingerprint: &Fingerprint, lists: &LoadedLists) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
     let bytes = lists.store.as_bytes();
     let meta = Meta {
         fingerprint: fingerprint.clone(),
@@ -135,17 +133,6 @@ pub fn save(dir: &Path, fingerprint: &Fingerprint, lists: &LoadedLists) -> std::
     let meta = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
     // The automaton first, the metadata last: a crash in between leaves metadata that does
     // not match the automaton's size, or the old pair, never a wrong pair.
-    write_atomic(dir, FST_FILE, bytes)?;
-    write_atomic(dir, META_FILE, &meta)
-}
-
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&temp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&temp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::state_file::write_atomic(dir, FST_FILE, bytes)?;
+    crate::state_file::write_atomic(dir, META_FILE, &meta)
 }

@@ -106,17 +106,8 @@ impl Overrides {
 
     /// Writes the file atomically (temp file, fsync, rename).
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        std::fs::create_dir_all(state_dir)?;
-        let temp = state_dir.join(format!(".{OVERRIDES_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        {
-            let mut f = std::fs::File::create(&temp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&temp, state_dir.join(OVERRIDES_FILE))?;
-        std::fs::File::open(state_dir)?.sync_all()
+        crate::state_file::write_atomic(state_dir, OVERRIDES_FILE, &bytes)
     }
 }
 

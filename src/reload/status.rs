@@ -3,8 +3,7 @@
 //! file. `kidsafe status` prints it for a human. It holds paths and counts, never a query.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -112,19 +111,9 @@ impl Active {
 
 /// Writes `status` to `dir/status.json` atomically, creating `dir` if needed.
 pub fn write(dir: &Path, status: &Status) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let target = dir.join(STATUS_FILE);
-    let temp: PathBuf = dir.join(format!(".{STATUS_FILE}.tmp"));
-    let bytes = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&bytes)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temp, &target)?;
-    // The rename is durable only once the directory entry is on disk.
-    std::fs::File::open(dir)?.sync_all()
+    let mut bytes = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    crate::state_file::write_atomic(dir, STATUS_FILE, &bytes)
 }
 
 /// Reads `dir/status.json`.
