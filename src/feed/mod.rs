@@ -13,6 +13,7 @@
 pub mod canonical;
 mod error;
 pub mod manifest;
+pub mod publish;
 pub mod sign;
 
 pub use error::FeedError;
