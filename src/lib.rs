@@ -11,6 +11,8 @@
 //! - [`policy`]: compiled profiles, client → profile matching, [`policy::Policy::decide`].
 //! - [`runtime`]: the immutable compiled state the query path reads, swapped whole on reload.
 //! - [`dns`]: the hickory-server handler, block answers, cache, upstream forwarding.
+//! - [`feed`]: the national feed format: minisign signatures, the manifest, canonical lists
+//!   and deltas, publishing.
 //! - [`server`]: binding sockets and serving.
 //! - [`reload`]: building a new runtime off the query path and swapping it in.
 //! - [`daemon`]: the process: start, signals, stop.
@@ -25,6 +27,7 @@ pub mod category;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod feed;
 pub mod logging;
 pub mod policy;
 pub mod reload;

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 
 use kidsafe::config::Config;
 use kidsafe::daemon::{self, DaemonError};
+use kidsafe::feed::SecretKey;
+use kidsafe::feed::manifest::Encoding;
+use kidsafe::feed::publish;
 use kidsafe::policy::live;
 use kidsafe::reload::status;
 use kidsafe::runtime::{BuildError, Runtime};
@@ -116,6 +119,56 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// The national feed: create a signing key and publish lists (docs/feed.md).
+    #[command(subcommand)]
+    Feed(FeedCommand),
+}
+
+/// `kidsafe feed …`: the authority's tools (and, later, the client's `update` and `status`).
+#[derive(Subcommand)]
+enum FeedCommand {
+    /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub.
+    Keygen(FeedKeygenArgs),
+    /// Publish the lists of a directory as a signed feed, ready to copy to a web server.
+    Publish(FeedPublishArgs),
+}
+
+#[derive(clap::Args)]
+struct FeedKeygenArgs {
+    /// The directory to write feed.key and feed.pub into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct FeedPublishArgs {
+    /// The secret key file (from `kidsafe feed keygen` or `minisign -G -W`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The directory of lists: <category>.txt (hosts, plain or ||name^ lines), and allow.txt.
+    #[arg(long)]
+    lists: PathBuf,
+    /// The feed directory: reads the previous manifest.json, writes the new one and by-hash/.
+    #[arg(long)]
+    out: PathBuf,
+    /// The feed id, e.g. "xx.gov.parental" (required on the first publication).
+    #[arg(long)]
+    feed_id: Option<String>,
+    /// How long clients accept this manifest, e.g. "7d"; re-publish before it runs out.
+    #[arg(long, default_value = "7d")]
+    expires: String,
+    /// The shortest poll interval clients should use, e.g. "1h".
+    #[arg(long, default_value = "1h")]
+    min_poll: String,
+    /// Transfer encoding of the list files (default: gzip above 64 KiB, identity below).
+    #[arg(long, value_enum)]
+    encoding: Option<FeedEncoding>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FeedEncoding {
+    Gzip,
+    Identity,
 }
 
 fn main() -> ExitCode {
@@ -153,6 +206,79 @@ fn main() -> ExitCode {
             days,
             profile,
         } => stats(&config, days, profile.as_deref()),
+        Command::Feed(FeedCommand::Keygen(args)) => feed_keygen(&args),
+        Command::Feed(FeedCommand::Publish(args)) => feed_publish(&args),
+    }
+}
+
+fn feed_keygen(args: &FeedKeygenArgs) -> ExitCode {
+    match publish::keygen(&args.out) {
+        Ok(public) => {
+            outln!(
+                "wrote {} (secret: keep it off the web server) and {}",
+                args.out.join(publish::SECRET_KEY_FILE).display(),
+                args.out.join(publish::PUBLIC_KEY_FILE).display()
+            );
+            outln!("public key {}: {}", public.key_id(), public.to_base64());
+            outln!(
+                "put it in the clients' config: [feed] public_key = \"{}\"",
+                public.to_base64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn feed_publish(args: &FeedPublishArgs) -> ExitCode {
+    let duration = |flag: &str, text: &str| match humantime::parse_duration(text) {
+        Ok(d) if d.as_secs() >= 1 => Some(d),
+        _ => {
+            eprintln!("error: --{flag} {text:?}: write a duration, e.g. \"7d\" or \"1h\"");
+            None
+        }
+    };
+    let (Some(expires_in), Some(min_poll)) = (
+        duration("expires", &args.expires),
+        duration("min-poll", &args.min_poll),
+    ) else {
+        return ExitCode::from(2);
+    };
+    let key = match std::fs::read_to_string(&args.key)
+        .map_err(|e| format!("cannot read {}: {e}", args.key.display()))
+        .and_then(|text| {
+            SecretKey::from_file_text(&text).map_err(|e| format!("{}: {e}", args.key.display()))
+        }) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = publish::PublishOptions {
+        lists_dir: args.lists.clone(),
+        out_dir: args.out.clone(),
+        feed_id: args.feed_id.clone(),
+        expires_in,
+        min_poll,
+        encoding: args.encoding.map(|e| match e {
+            FeedEncoding::Gzip => Encoding::Gzip,
+            FeedEncoding::Identity => Encoding::Identity,
+        }),
+        now: jiff::Timestamp::now(),
+    };
+    match publish::publish(&key, &opts) {
+        Ok(summary) => {
+            out!("{}", summary.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
