@@ -54,6 +54,67 @@ pub struct FileConfig {
     /// `[[clients]]`: which addresses get which profile.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// `[feed]`: the signed national feed of category lists.
+    pub feed: Option<FeedConfig>,
+}
+
+/// `[feed]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// The feed's root: the directory holding `manifest.json`, `https://` (or `http://`: every
+    /// file is signed or hashed, so the transport only adds privacy).
+    pub url: Spanned<String>,
+    /// The publisher's minisign public key (`RW…`), or several during a key rotation.
+    pub public_key: Spanned<OneOrMany>,
+    /// The feed's id, checked against the signed manifest. Default: whatever the first
+    /// verified manifest says, then pinned in the feed state.
+    pub feed_id: Option<Spanned<String>>,
+    /// How often to look for a new manifest (the feed's `min_poll_seconds` is a lower bound).
+    /// Default `"6h"`.
+    #[serde(default = "default_feed_refresh")]
+    pub refresh: Spanned<String>,
+    /// List directories used only while no verified feed snapshot is on disk (e.g. the lists
+    /// the package ships). Default: none.
+    #[serde(default)]
+    pub baseline: Vec<Spanned<String>>,
+    /// The longest one download may take (the manifest gets at most 30 s of it). Default
+    /// `"10m"`: a 1M-name list is about 20 MB.
+    #[serde(default = "default_feed_timeout")]
+    pub timeout: Spanned<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, in order.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            Self::One(v) => vec![v.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `[[lists.sources]]`: a public list fetched over HTTP(S) into one category.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The category its names go into.
+    pub category: Spanned<String>,
+    /// Where to fetch it (hosts, plain or adblock `||name^` format).
+    pub url: Spanned<String>,
+    /// How often to look for a new version. Default `"1d"`.
+    #[serde(default = "default_source_refresh")]
+    pub refresh: Spanned<String>,
 }
 
 /// `[server]`.
@@ -197,6 +258,9 @@ pub struct ListsConfig {
     /// Names no profile may block (helplines, safety sites); beats everything.
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    /// Public lists fetched into categories, besides the feed.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
 }
 
 /// `[log]`.
@@ -416,6 +480,15 @@ fn default_true() -> bool {
 fn default_stats_flush() -> Spanned<String> {
     spanned("60s".into())
 }
+fn default_feed_refresh() -> Spanned<String> {
+    spanned("6h".to_string())
+}
+fn default_feed_timeout() -> Spanned<String> {
+    spanned("10m".to_string())
+}
+fn default_source_refresh() -> Spanned<String> {
+    spanned("1d".to_string())
+}
 fn default_retention_days() -> Spanned<u32> {
     spanned(90)
 }
@@ -473,6 +546,51 @@ pub struct Config {
     pub default_profile: usize,
     /// Client rules.
     pub clients: Vec<ClientSettings>,
+    /// `[feed]`, checked.
+    pub feed: Option<FeedSettings>,
+    /// `[[lists.sources]]`, checked.
+    pub sources: Vec<SourceSettings>,
+}
+
+/// `[feed]`, checked.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    /// The feed root, ending with `/`.
+    pub url: String,
+    /// Public keys as written (decoded when the runtime is built).
+    pub public_keys: Located<Vec<String>>,
+    /// The expected feed id, if set.
+    pub feed_id: Option<String>,
+    /// Poll interval.
+    pub refresh: Duration,
+    /// Directories used while no verified snapshot exists.
+    pub baseline: Vec<PathBuf>,
+    /// The longest one download may take.
+    pub timeout: Duration,
+}
+
+/// `[[lists.sources]]`, checked.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// Canonical category name, with where it was written (checked against the lists later).
+    pub category: Located<String>,
+    /// The list's address.
+    pub url: String,
+    /// Poll interval.
+    pub refresh: Duration,
+}
+
+impl SourceSettings {
+    /// A stable directory name for this source under `state_dir/sources/`: the category and a
+    /// hash of the address, so two sources of one category never share a file.
+    pub fn dir_name(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.url.as_bytes());
+        let hex: String = digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}-{hex}", self.category.value)
+    }
 }
 
 /// `[server]`, checked.
@@ -794,6 +912,11 @@ impl Checker<'_> {
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         let default_profile = self.profile_ref(&names, &file.defaults.profile, "defaults.profile");
         let clients = self.check_clients(&names, &file.clients);
+        let feed = match &file.feed {
+            Some(f) => Some(self.check_feed(f)?),
+            None => None,
+        };
+        let sources = self.check_sources(&file.lists.sources);
 
         Some(Config {
             path: path.to_path_buf(),
@@ -813,7 +936,111 @@ impl Checker<'_> {
             default_profile: default_profile?,
             profiles,
             clients,
+            feed,
+            sources,
         })
+    }
+
+    fn http_url(&mut self, value: &Spanned<String>, key: &str) -> Option<String> {
+        let text = value.get_ref().trim();
+        let ok = ["https://", "http://"].iter().any(|scheme| {
+            text.len() > scheme.len()
+                && text[..scheme.len()].eq_ignore_ascii_case(scheme)
+                && !text.contains(char::is_whitespace)
+        });
+        if ok {
+            Some(text.to_string())
+        } else {
+            self.problem(
+                value,
+                key,
+                "not an http:// or https:// address; write e.g. \"https://feed.example.al/nfeed/v1/al.kids/\"",
+            );
+            None
+        }
+    }
+
+    fn check_feed(&mut self, f: &FeedConfig) -> Option<FeedSettings> {
+        let url = self.http_url(&f.url, "feed.url").map(|mut u| {
+            if !u.ends_with('/') {
+                u.push('/');
+            }
+            u
+        });
+        let keys = f.public_key.get_ref().values();
+        if keys.is_empty() {
+            self.problem(
+                &f.public_key,
+                "feed.public_key",
+                "needs the publisher's public key, e.g. \"RWQ…\" (from `kidsafe feed keygen` or `minisign -G`)",
+            );
+        }
+        let public_keys = Located {
+            value: keys,
+            at: Location::of_offset(self.source, f.public_key.span().start),
+            key: "feed.public_key".to_string(),
+        };
+        let refresh = self.duration(
+            &f.refresh,
+            "feed.refresh",
+            Duration::from_secs(60),
+            Duration::from_secs(7 * 86_400),
+        );
+        let timeout = self.duration(
+            &f.timeout,
+            "feed.timeout",
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        let feed_id = f.feed_id.as_ref().map(|id| id.get_ref().trim().to_string());
+        let baseline = f
+            .baseline
+            .iter()
+            .map(|d| self.resolve(d.get_ref()))
+            .collect();
+        Some(FeedSettings {
+            url: url?,
+            public_keys,
+            feed_id,
+            refresh: refresh?,
+            baseline,
+            timeout: timeout?,
+        })
+    }
+
+    fn check_sources(&mut self, sources: &[SourceConfig]) -> Vec<SourceSettings> {
+        let mut out = Vec::new();
+        for (i, s) in sources.iter().enumerate() {
+            let key = format!("lists.sources[{i}]");
+            let url = self.http_url(&s.url, &format!("{key}.url"));
+            let refresh = self.duration(
+                &s.refresh,
+                &format!("{key}.refresh"),
+                Duration::from_secs(60),
+                Duration::from_secs(30 * 86_400),
+            );
+            let canonical = crate::category::canonical_name(s.category.get_ref());
+            if !crate::category::is_valid_name(&canonical) {
+                self.problem(
+                    &s.category,
+                    format!("{key}.category"),
+                    "not a category name; write e.g. \"adult\" or \"gambling\"",
+                );
+                continue;
+            }
+            if let (Some(url), Some(refresh)) = (url, refresh) {
+                out.push(SourceSettings {
+                    category: Located {
+                        value: canonical,
+                        at: Location::of_offset(self.source, s.category.span().start),
+                        key: format!("{key}.category"),
+                    },
+                    url,
+                    refresh,
+                });
+            }
+        }
+        out
     }
 
     fn duration(

@@ -397,3 +397,61 @@ fn the_readme_examples_are_valid() {
         assert!(config.profiles.len() >= 3, "{heading}");
     }
 }
+
+#[test]
+fn feed_and_source_settings_are_checked_where_written() {
+    let with = |extra: &str| format!("{MINIMAL}\n{extra}");
+    let good = with(
+        "[feed]\nurl = \"https://feed.example.al/v1\"\npublic_key = [\"RWQa\", \"RWQb\"]\n\n[[lists.sources]]\ncategory = \"Porn\"\nurl = \"http://lists.example.org/hosts\"\n",
+    );
+    let config = load(&good).expect("valid");
+    let feed = config.feed.expect("[feed]");
+    assert_eq!(
+        feed.url, "https://feed.example.al/v1/",
+        "a trailing slash is added"
+    );
+    assert_eq!(feed.public_keys.value, vec!["RWQa", "RWQb"]);
+    assert_eq!(feed.refresh, Duration::from_secs(6 * 3600));
+    assert_eq!(feed.timeout, Duration::from_secs(600));
+    let source = &config.sources[0];
+    assert_eq!(source.category.value, "adult", "synonyms are canonicalised");
+    assert_eq!(source.refresh, Duration::from_secs(86_400));
+    assert!(source.dir_name().starts_with("adult-"));
+
+    let cases: &[(&str, (usize, usize), &str, &str)] = &[
+        (
+            "[feed]\nurl = \"ftp://feed.example.al/\"\npublic_key = \"RWQa\"\n",
+            (12, 7),
+            "feed.url",
+            "http:// or https://",
+        ),
+        (
+            "[feed]\nurl = \"https://f.example/\"\npublic_key = \"RWQa\"\nrefresh = \"5s\"\n",
+            (14, 11),
+            "feed.refresh",
+            "between",
+        ),
+        (
+            "[feed]\nurl = \"https://f.example/\"\npublic_key = []\n",
+            (13, 14),
+            "feed.public_key",
+            "public key",
+        ),
+        (
+            "[[lists.sources]]\ncategory = \"no such!\"\nurl = \"https://x.example/h\"\n",
+            (12, 12),
+            "lists.sources[0].category",
+            "not a category",
+        ),
+    ];
+    for (extra, (line, column), key, phrase) in cases {
+        let p = first_problem(&with(extra));
+        assert_eq!(
+            (p.at.line, p.at.column),
+            (*line, *column),
+            "{extra:?}: {p:?}"
+        );
+        assert_eq!(p.key, *key, "{extra:?}");
+        assert!(p.message.contains(phrase), "{extra:?}: {}", p.message);
+    }
+}
