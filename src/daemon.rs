@@ -95,6 +95,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             notifier: notifier.clone(),
         };
         let reload = Reloader::spawn(shared.clone(), path, options, shutdown.clone());
+        // The feed and list sources update on their own thread; a new install reloads.
+        if let Err(e) = crate::feed::run::spawn(shared.clone(), reload.clone(), shutdown.clone()) {
+            tracing::error!("feed updater not started: {e}");
+        }
         spawn_signal_handlers(reload, shutdown.clone(), notifier.clone())?;
         // The watchdog is fed until the process is done, drain and final flush included.
         let watchdog_stop = CancellationToken::new();

@@ -119,14 +119,27 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// The national feed: create a signing key and publish lists (docs/feed.md).
+    /// The national feed: publish lists (authority), update and inspect it (client); docs/feed.md.
     #[command(subcommand)]
     Feed(FeedCommand),
 }
 
-/// `kidsafe feed …`: the authority's tools (and, later, the client's `update` and `status`).
+/// `kidsafe feed …`: the authority's tools and the client's.
 #[derive(Subcommand)]
 enum FeedCommand {
+    /// Fetch, verify and install the feed once. Exit code: 0 installed, 4 already current,
+    /// 1 unreachable (try later), 3 refused (signature, rollback, expiry, hash), 2 bad config.
+    Update {
+        /// The daemon's config file (its [feed] and state_dir).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show the installed feed: sequence, age, fresh/stale/expired, lists, last error.
+    Status {
+        /// The daemon's config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub.
     Keygen(FeedKeygenArgs),
     /// Publish the lists of a directory as a signed feed, ready to copy to a web server.
@@ -206,6 +219,21 @@ fn main() -> ExitCode {
             days,
             profile,
         } => stats(&config, days, profile.as_deref()),
+        Command::Feed(FeedCommand::Update { config }) => feed_client(&config, |c| {
+            ExitCode::from(kidsafe::feed::oneshot::update(c))
+        }),
+        Command::Feed(FeedCommand::Status { config }) => {
+            feed_client(&config, |c| match kidsafe::feed::oneshot::status(c) {
+                Ok(text) => {
+                    out!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            })
+        }
         Command::Feed(FeedCommand::Keygen(args)) => feed_keygen(&args),
         Command::Feed(FeedCommand::Publish(args)) => feed_publish(&args),
     }
@@ -329,6 +357,17 @@ fn status(path: &Path) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads the config for a `feed` client command, then runs it.
+fn feed_client(path: &Path, command: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => command(&config),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -37,6 +37,24 @@ pub struct Runtime {
     pub build_time: Duration,
     /// TLS client settings for `tls://` upstreams (None when there are none).
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Which feed lists this runtime serves.
+    pub feed: FeedInUse,
+}
+
+/// Where the feed's lists of a runtime came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedInUse {
+    /// No `[feed]` is configured.
+    NotConfigured,
+    /// A verified snapshot (`fell_back`: the previous one, the active one being damaged).
+    Snapshot {
+        /// Its manifest sequence.
+        sequence: u64,
+        /// Whether it is the previous snapshot.
+        fell_back: bool,
+    },
+    /// No verified snapshot yet: the `[feed] baseline` directories.
+    Baseline,
 }
 
 /// Why a runtime could not be built; the one running keeps serving.
@@ -48,6 +66,16 @@ pub enum BuildError {
     /// A list directory or file could not be loaded.
     #[error(transparent)]
     Lists(#[from] ListError),
+    /// The feed settings are unusable.
+    #[error("{at}: {key}: {message}")]
+    Feed {
+        /// Where the setting is written (file:line:column).
+        at: String,
+        /// Its key.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// The TLS settings for encrypted upstreams could not be built.
     #[error("{at}: {key}: {message}")]
     Tls {
@@ -69,14 +97,11 @@ impl Runtime {
     }
 
     /// Compiles a runtime from an already validated config.
-    pub fn build(config: Config, started: Instant) -> Result<Self, BuildError> {
+    pub fn build(mut config: Config, started: Instant) -> Result<Self, BuildError> {
         // The bypass category works before any feed arrives: public DoH resolvers are built in.
         let builtin: &[(&str, &[&str])] = &[("bypass", crate::policy::special::BYPASS_RESOLVERS)];
-        let lists = blocklist::load_dirs_cached(
-            &config.list_dirs,
-            builtin,
-            Some(&config.server.state_dir),
-        )?;
+        let (dirs, feed) = Self::feed_lists(&mut config)?;
+        let lists = blocklist::load_dirs_cached(&dirs, builtin, Some(&config.server.state_dir))?;
         let policy = Policy::compile(&config, &lists)?;
         let clients = if config.stats.by_client {
             config.clients.iter().map(|c| c.name.clone()).collect()
@@ -108,10 +133,63 @@ impl Runtime {
             counters,
             build_time: started.elapsed(),
             upstream_tls,
+            feed,
         })
     }
 
-    fn upstream_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, BuildError> {
+    /// The list directories to load: the config's own, the verified feed snapshot (or the
+    /// baseline while there is none) and the list sources with a good copy on disk. The feed's
+    /// allowlist joins `[lists] allow`.
+    fn feed_lists(config: &mut Config) -> Result<(Vec<std::path::PathBuf>, FeedInUse), BuildError> {
+        let mut dirs = config.list_dirs.clone();
+        let mut in_use = FeedInUse::NotConfigured;
+        if let Some(feed) = &config.feed {
+            if let Err(message) = crate::feed::run::public_keys(feed) {
+                let at = &feed.public_keys.at;
+                return Err(BuildError::Feed {
+                    at: format!("{}:{}:{}", config.path.display(), at.line, at.column),
+                    key: feed.public_keys.key.clone(),
+                    message: format!(
+                        "{message}; it is the \"RW…\" line of the publisher's feed.pub"
+                    ),
+                });
+            }
+            let root = crate::feed::snapshot::feed_root(&config.server.state_dir);
+            let (selected, problems) = crate::feed::snapshot::select(&root);
+            for problem in problems {
+                warn!("{problem}");
+            }
+            match selected {
+                Some(snapshot) => {
+                    in_use = FeedInUse::Snapshot {
+                        sequence: snapshot.info.sequence,
+                        fell_back: snapshot.fell_back,
+                    };
+                    dirs.push(snapshot.dir);
+                    config
+                        .global_allow
+                        .extend(
+                            snapshot
+                                .allow
+                                .into_iter()
+                                .map(|name| crate::config::NameRule {
+                                    name,
+                                    form: crate::config::RuleForm::Tree,
+                                }),
+                        );
+                }
+                None => {
+                    in_use = FeedInUse::Baseline;
+                    dirs.extend(feed.baseline.iter().cloned());
+                }
+            }
+        }
+        dirs.extend(crate::feed::sources::installed_dirs(config));
+        Ok((dirs, in_use))
+    }
+
+    /// The TLS client settings for `tls://` upstreams of `config` (None when it has none).
+    pub fn upstream_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, BuildError> {
         let upstream = &config.upstream;
         let wanted = upstream
             .servers

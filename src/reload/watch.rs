@@ -2,7 +2,7 @@
 //!
 //! Directories are watched, not files: editors save by writing a new file and renaming it over
 //! the old one, which would silently end a watch on the file itself. Events are filtered to the
-//! config file and to `*.txt` lists, reads are ignored (our own reload reads every file), and
+//! config file, to `*.txt` lists and to the feed's `state.json`, reads are ignored (our own reload reads every file), and
 //! each relevant event only wakes the reloader, which debounces a burst into one reload. The
 //! watched set is refreshed after every reload, because the config may name new directories.
 
@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::config::Config;
+use crate::feed::snapshot::STATE_FILE as FEED_STATE;
 
 /// The live watch over a config file and its list directories.
 pub struct Watches {
@@ -38,7 +39,12 @@ impl Watches {
                 let is_config =
                     p.file_name().map(OsString::from) == config_name && parent_of(p) == config_dir;
                 let is_list = p.extension().is_some_and(|e| e == "txt");
-                is_config || is_list
+                // A feed install commits by renaming state.json into place.
+                let is_feed = p.file_name().is_some_and(|n| n == FEED_STATE)
+                    && p.parent()
+                        .and_then(Path::file_name)
+                        .is_some_and(|d| d == "feed");
+                is_config || is_list || is_feed
             });
             if relevant {
                 wake.notify_one();
@@ -58,6 +64,15 @@ impl Watches {
         wanted.insert(parent_of(config_path));
         if let Some(config) = config {
             wanted.extend(config.list_dirs.iter().cloned());
+            // A `kidsafe feed update` run by hand installs a snapshot; the daemon follows.
+            if config.feed.is_some() {
+                let root = crate::feed::snapshot::feed_root(&config.server.state_dir);
+                if std::fs::create_dir_all(&root).is_ok()
+                    && let Ok(root) = std::path::absolute(&root)
+                {
+                    wanted.insert(root);
+                }
+            }
         }
         for gone in self
             .watched

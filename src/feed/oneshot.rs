@@ -1,0 +1,127 @@
+//! `kidsafe feed update` and `kidsafe feed status`: the same updater the daemon runs, once, for
+//! an admin at a terminal or a cron job, with exit codes a script can act on.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use super::fetch::UpstreamSource;
+use super::run::{describe, fetcher_for, update_once};
+use super::snapshot::feed_root;
+use super::update::Outcome;
+use crate::config::Config;
+
+/// Exit codes of `kidsafe feed update`.
+pub mod exit {
+    /// A new snapshot was installed (the daemon reloads by itself).
+    pub const INSTALLED: u8 = 0;
+    /// Download failed (network, HTTP status, timeout, size cap): try again later.
+    pub const UNREACHABLE: u8 = 1;
+    /// The config is invalid, or has no `[feed]`.
+    pub const CONFIG: u8 = 2;
+    /// The feed was refused (signature, rollback, expiry, hash, format): an alarm.
+    pub const REFUSED: u8 = 3;
+    /// The installed snapshot is current; nothing changed.
+    pub const CURRENT: u8 = 4;
+}
+
+/// Runs one update for the config at `config`; prints what happened; returns the exit code.
+pub fn update(config: &Config) -> u8 {
+    let Some(feed) = config.feed.clone() else {
+        eprintln!(
+            "{}: no [feed] section; add url and public_key (see docs/feed.md)",
+            config.path.display()
+        );
+        return exit::CONFIG;
+    };
+    let tls = match crate::runtime::Runtime::upstream_tls(config) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::CONFIG;
+        }
+    };
+    let upstream = config.upstream.clone();
+    let source: UpstreamSource = Arc::new(move || (upstream.clone(), tls.clone()));
+    let fetcher = match fetcher_for(config, source) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::UNREACHABLE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return exit::UNREACHABLE;
+        }
+    };
+    let progress: Option<super::update::Progress> = std::io::stderr().is_terminal().then(|| {
+        Box::new(|path: &str, got: u64, of: u64| {
+            let short = path.rsplit('/').next().unwrap_or(path);
+            let short = &short[..short.len().min(12)];
+            let percent = (got * 100).checked_div(of).unwrap_or(100).min(100);
+            let filled = usize::try_from(percent / 5).unwrap_or(20);
+            eprint!(
+                "\r{short}… [{:<20}] {percent:>3}% {:>8} KiB",
+                "#".repeat(filled),
+                got / 1024
+            );
+            if got >= of {
+                eprintln!();
+            }
+        }) as super::update::Progress
+    });
+    let result = rt.block_on(update_once(config, &feed, &fetcher, progress));
+    match result {
+        Ok(outcome) => {
+            println!("{}", describe(&outcome));
+            match outcome {
+                Outcome::Installed { alarms, .. } => {
+                    for alarm in alarms {
+                        println!("ALARM: {alarm}");
+                    }
+                    exit::INSTALLED
+                }
+                Outcome::Current { .. } | Outcome::NotModified => exit::CURRENT,
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "feed update failed ({}): {e}; the installed lists stay in force",
+                e.kind()
+            );
+            match e {
+                super::update::UpdateError::Fetch(_) => exit::UNREACHABLE,
+                super::update::UpdateError::Feed(f)
+                    if matches!(
+                        f.kind(),
+                        "http" | "too_large" | "timeout" | "io" | "size_exceeded"
+                    ) =>
+                {
+                    exit::UNREACHABLE
+                }
+                super::update::UpdateError::Feed(_) => exit::REFUSED,
+            }
+        }
+    }
+}
+
+/// The text of `kidsafe feed status`.
+pub fn status(config: &Config) -> Result<String, String> {
+    let feed = config.feed.as_ref().ok_or_else(|| {
+        format!(
+            "{}: no [feed] section; add url and public_key (see docs/feed.md)",
+            config.path.display()
+        )
+    })?;
+    let root = feed_root(&config.server.state_dir);
+    Ok(super::status::render(
+        &root,
+        &feed.url,
+        jiff::Timestamp::now(),
+    ))
+}

@@ -1,0 +1,339 @@
+//! The daemon's updater: one thread that keeps the feed and the `[[lists.sources]]` current,
+//! on a schedule with jitter, exponential back-off after failures (honouring `Retry-After`), and
+//! a live reload after each install. It has its own small async runtime so hashing and fsyncing
+//! tens of megabytes never stalls a DNS worker.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::fetch::{Fetcher, UpstreamSource};
+use super::sign::PublicKey;
+use super::snapshot::{FeedState, feed_root};
+use super::update::{Outcome, UpdateError, Updater, clock_plausible};
+use crate::config::{Config, FeedSettings};
+use crate::reload::ReloadHandle;
+use crate::runtime::SharedRuntime;
+
+/// The file recording attempts, for `kidsafe feed status`.
+pub const ATTEMPTS_FILE: &str = "status.json";
+
+/// The first retry after a failure; doubled after each further one.
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+
+/// The longest wait between retries (FEED.md).
+const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
+
+/// Alarms kept in the status file.
+const ALARMS_KEPT: usize = 10;
+
+/// `status.json` under the feed root: what the last attempts did. Never a queried name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Attempts {
+    /// When the last attempt ended.
+    pub last_attempt_at: Option<Timestamp>,
+    /// When the feed was last confirmed current (installed, unchanged, or 304).
+    pub last_success_at: Option<Timestamp>,
+    /// What the last attempt did, in words.
+    pub last_outcome: Option<String>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// The last failure's kind.
+    pub last_error_kind: Option<String>,
+    /// Failures by kind since the state directory was created.
+    pub failures: BTreeMap<String, u64>,
+    /// Signed but suspicious changes, most recent last.
+    pub alarms: Vec<String>,
+    /// Whether the clock looked unset at the last attempt (expiry not checked then).
+    pub clock_unsynced: bool,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+impl Attempts {
+    /// Reads the file, or an empty record.
+    pub fn read(root: &Path) -> Self {
+        std::fs::read(root.join(ATTEMPTS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn write(&self, root: &Path) {
+        let written = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .and_then(|b| crate::state_file::write_atomic(root, ATTEMPTS_FILE, &b));
+        if let Err(e) = written {
+            warn!("cannot record the feed attempt in {}: {e}", root.display());
+        }
+    }
+
+    /// Records the result of one update at `now`, and writes it.
+    pub fn record(&mut self, root: &Path, now: Timestamp, result: &Result<Outcome, UpdateError>) {
+        self.last_attempt_at = Some(now);
+        self.clock_unsynced = !clock_plausible(now);
+        match result {
+            Ok(outcome) => {
+                self.last_success_at = Some(now);
+                self.consecutive_failures = 0;
+                self.last_outcome = Some(describe(outcome));
+                if let Outcome::Installed { alarms, .. } = outcome {
+                    for alarm in alarms {
+                        self.alarms.push(format!("{now}: {alarm}"));
+                    }
+                }
+            }
+            Err(e) => {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.last_outcome = Some("failed".to_string());
+                self.last_error = Some(e.to_string());
+                self.last_error_kind = Some(e.kind().to_string());
+                *self.failures.entry(e.kind().to_string()).or_default() += 1;
+                if e.kind() == "same_sequence_different_bytes" {
+                    self.alarms.push(format!("{now}: {e}"));
+                }
+            }
+        }
+        let excess = self.alarms.len().saturating_sub(ALARMS_KEPT);
+        self.alarms.drain(..excess);
+        self.write(root);
+    }
+}
+
+/// One line saying what an update did.
+pub fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::NotModified => "not modified (304)".to_string(),
+        Outcome::Current { sequence } => format!("sequence {sequence} is current"),
+        Outcome::Installed {
+            sequence,
+            full,
+            delta,
+            kept,
+            bytes,
+            ..
+        } => format!(
+            "installed sequence {sequence}: {} full, {} by delta, {kept} unchanged, {bytes} bytes downloaded",
+            full.len(),
+            delta.len()
+        ),
+    }
+}
+
+/// The pinned keys of a `[feed]`, decoded.
+pub fn public_keys(feed: &FeedSettings) -> Result<Vec<PublicKey>, String> {
+    feed.public_keys
+        .value
+        .iter()
+        .map(|k| PublicKey::from_base64(k.trim()).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Where the updater's HTTP client finds upstreams: the running config's.
+fn upstreams_of(shared: &SharedRuntime) -> UpstreamSource {
+    let shared = shared.clone();
+    Arc::new(move || {
+        let runtime = shared.load();
+        (
+            runtime.config.upstream.clone(),
+            runtime.upstream_tls.clone(),
+        )
+    })
+}
+
+/// An HTTP client for `config`, resolving through `upstreams`.
+pub fn fetcher_for(config: &Config, upstreams: UpstreamSource) -> Result<Fetcher, String> {
+    let ca = config
+        .upstream
+        .tls_ca_file
+        .as_ref()
+        .map(|c| c.value.as_path());
+    Fetcher::new(ca, upstreams)
+}
+
+/// Runs one feed update for `config` and records it; `Ok` when a new snapshot was installed.
+pub async fn update_once(
+    config: &Config,
+    feed: &FeedSettings,
+    fetcher: &Fetcher,
+    progress: Option<super::update::Progress>,
+) -> Result<Outcome, UpdateError> {
+    let root = feed_root(&config.server.state_dir);
+    let keys = public_keys(feed).map_err(|e| {
+        UpdateError::Feed(super::FeedError::BadKey(format!("feed.public_key: {e}")))
+    })?;
+    let updater = Updater {
+        root: &root,
+        url: &feed.url,
+        keys: &keys,
+        feed_id: feed.feed_id.as_deref(),
+        fetcher,
+        timeout: feed.timeout,
+        observer: Arc::new(|_| {}),
+        progress,
+    };
+    let now = Timestamp::now();
+    let result = updater.run(now).await;
+    let mut attempts = Attempts::read(&root);
+    attempts.record(&root, Timestamp::now(), &result);
+    result
+}
+
+/// Starts the updater thread. It ends when `shutdown` is cancelled.
+pub fn spawn(
+    shared: SharedRuntime,
+    reload: ReloadHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("kidsafe-feed".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!("feed updater not started: {e}");
+                    return;
+                }
+            };
+            rt.block_on(run(shared, reload, shutdown));
+        })
+}
+
+async fn run(shared: SharedRuntime, reload: ReloadHandle, shutdown: CancellationToken) {
+    let upstreams = upstreams_of(&shared);
+    let mut sources = super::sources::Schedule::default();
+    loop {
+        let runtime = shared.load_full();
+        let config = &runtime.config;
+        let now = Timestamp::now();
+        let mut next = now + jiff::SignedDuration::from_secs(300);
+        let fetcher = match fetcher_for(config, Arc::clone(&upstreams)) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                error!("feed and list sources not updated: {e}");
+                None
+            }
+        };
+        if let (Some(feed), Some(fetcher)) = (&config.feed, &fetcher) {
+            let root = feed_root(&config.server.state_dir);
+            let attempts = Attempts::read(&root);
+            let due = attempts.next_attempt_at.filter(|_| has_snapshot(&root));
+            if due.is_none_or(|d| d <= now) {
+                let result = update_once(config, feed, fetcher, None).await;
+                let wait = match &result {
+                    Ok(outcome) => {
+                        if matches!(outcome, Outcome::Installed { .. }) {
+                            reload.request("feed");
+                        }
+                        info!("feed: {}", describe(outcome));
+                        jitter(feed.refresh.max(min_poll(&root)))
+                    }
+                    Err(e) => {
+                        let failures = Attempts::read(&root).consecutive_failures;
+                        let wait = backoff(failures, feed.refresh, e.retry_after());
+                        warn!(
+                            kind = e.kind(),
+                            retry_in_s = wait.as_secs(),
+                            "feed update failed; the installed lists stay in force: {e}"
+                        );
+                        wait
+                    }
+                };
+                let mut attempts = Attempts::read(&root);
+                let at =
+                    Timestamp::now() + jiff::SignedDuration::try_from(wait).unwrap_or_default();
+                attempts.next_attempt_at = Some(at);
+                attempts.write(&root);
+                next = next.min(at);
+            } else if let Some(d) = due {
+                next = next.min(d);
+            }
+        }
+        if let Some(fetcher) = &fetcher {
+            let (changed, due) = sources.run_due(config, fetcher).await;
+            if changed {
+                reload.request("list source");
+            }
+            if let Some(due) = due {
+                next = next.min(due);
+            }
+        }
+        let wait = (next - Timestamp::now())
+            .try_into()
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_secs(1));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Whether a snapshot is installed (without one, the updater does not wait for its schedule).
+fn has_snapshot(root: &Path) -> bool {
+    FeedState::read(root)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.active.is_some())
+}
+
+/// The publisher's shortest poll interval, from the installed manifest.
+fn min_poll(root: &Path) -> Duration {
+    let seconds = FeedState::read(root)
+        .ok()
+        .flatten()
+        .map_or(0, |s| s.min_poll_seconds);
+    Duration::from_secs(seconds)
+}
+
+/// `base` ± 20 %.
+pub fn jitter(base: Duration) -> Duration {
+    let factor = 0.8 + rand::random::<f64>() * 0.4;
+    base.mul_f64(factor)
+}
+
+/// The wait after `failures` consecutive failures: 30 s doubling, capped at 6 h and at the
+/// refresh interval, never shorter than the server's `Retry-After`; with jitter.
+pub fn backoff(failures: u32, refresh: Duration, retry_after: Option<Duration>) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let wait = FIRST_RETRY
+        .saturating_mul(1 << exponent)
+        .min(MAX_BACKOFF)
+        .min(refresh.max(FIRST_RETRY));
+    let wait = jitter(wait);
+    match retry_after {
+        Some(r) => wait.max(r.min(MAX_BACKOFF)),
+        None => wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_honours_retry_after() {
+        let day = Duration::from_secs(86_400);
+        let first = backoff(1, day, None);
+        assert!(first >= Duration::from_secs(24) && first <= Duration::from_secs(36));
+        let fourth = backoff(4, day, None);
+        assert!(fourth >= Duration::from_secs(192) && fourth <= Duration::from_secs(288));
+        let many = backoff(40, day, None);
+        assert!(many <= MAX_BACKOFF.mul_f64(1.2) && many >= MAX_BACKOFF.mul_f64(0.8));
+        let capped = backoff(40, Duration::from_secs(600), None);
+        assert!(capped <= Duration::from_secs(720));
+        let told = backoff(1, day, Some(Duration::from_secs(900)));
+        assert!(told >= Duration::from_secs(900));
+    }
+}
