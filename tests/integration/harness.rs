@@ -36,6 +36,8 @@ pub const BIG_RECORDS: usize = 40;
 pub const BLOCKED: &str = "blocked.example.test.";
 /// A name that is in the test `gambling` list.
 pub const CASINO: &str = "casino.example.test.";
+/// The feed server's host name: it resolves to 127.0.0.1 through the upstream only.
+pub const FEED_HOST: &str = "feed.example.test.";
 
 pub fn name(s: &str) -> Name {
     Name::from_ascii(s).expect("valid name")
@@ -113,6 +115,7 @@ pub fn catalog() -> Catalog {
             RData::A(A::new(192, 0, 2, 67)),
         ),
         Record::from_rdata(name(CASINO), 300, RData::A(A::new(192, 0, 2, 77))),
+        Record::from_rdata(name(FEED_HOST), 300, RData::A(A::new(127, 0, 0, 1))),
         Record::from_rdata(
             name("khan.example.test."),
             300,

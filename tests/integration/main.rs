@@ -4,6 +4,8 @@
 
 mod cli;
 mod encrypted;
+mod feed;
+mod feed_server;
 mod filtering;
 mod fuzz_corpus;
 mod harness;

@@ -1,0 +1,1021 @@
+//! The national feed end to end: lists published with `kidsafe feed publish`, served by a real
+//! HTTP server on 127.0.0.1, fetched, verified and installed by the client, and served by the
+//! daemon. Then one test per row of the feed table in shared/HOSTILE-INPUTS.md, each checking
+//! that the last good snapshot is still installed and still blocks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use kidsafe::config::Config;
+use kidsafe::feed::fetch::{Fetcher, UpstreamSource};
+use kidsafe::feed::snapshot::{self, FeedState, Step};
+use kidsafe::feed::update::{Outcome, UpdateError, Updater};
+use kidsafe::feed::{SecretKey, manifest};
+
+use crate::feed_server::{Fault, FeedServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kidsafe");
+
+/// A name only the feed lists (adult), and one only its second version adds (gambling).
+const FEED_ADULT: &str = "adult-site.example.test";
+const FEED_CASINO: &str = "new-casino.example.test";
+
+/// An authority's workspace (keys, lists, web root) and a client's state directory.
+pub struct Feed {
+    pub dir: tempfile::TempDir,
+    pub server: FeedServer,
+    /// `--encoding` for `kidsafe feed publish`.
+    pub encoding: &'static str,
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN).args(args).output().expect("run kidsafe");
+    assert!(
+        out.status.success(),
+        "kidsafe {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+impl Feed {
+    /// Keys, version 1 of the lists (adult: FEED_ADULT plus `extra_adult` filler names;
+    /// gambling: one name), published and served.
+    pub async fn new(extra_adult: usize) -> Self {
+        Self::with_encoding(extra_adult, "identity").await
+    }
+
+    /// [`Feed::new`], publishing with `--encoding encoding`.
+    pub async fn with_encoding(extra_adult: usize, encoding: &'static str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["keys", "lists", "www", "state"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        run(&[
+            "feed",
+            "keygen",
+            "--out",
+            path_str(&dir.path().join("keys")),
+        ]);
+        let mut adult = format!("# adult, version 1\n{FEED_ADULT}\n");
+        for i in 0..extra_adult {
+            adult.push_str(&format!("filler-{i}.adult.example\n"));
+        }
+        std::fs::write(dir.path().join("lists/adult.txt"), adult).expect("write");
+        std::fs::write(
+            dir.path().join("lists/gambling.txt"),
+            "0.0.0.0 old-casino.example.test\n",
+        )
+        .expect("write");
+        let server = FeedServer::start(dir.path().join("www")).await;
+        let feed = Self {
+            dir,
+            server,
+            encoding,
+        };
+        feed.publish();
+        feed
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `kidsafe feed publish` of the current lists into the web root.
+    pub fn publish(&self) {
+        run(&[
+            "feed",
+            "publish",
+            "--key",
+            path_str(&self.path("keys/feed.key")),
+            "--lists",
+            path_str(&self.path("lists")),
+            "--out",
+            path_str(&self.path("www")),
+            "--feed-id",
+            "al.test.kids",
+            "--expires",
+            "7d",
+            "--encoding",
+            self.encoding,
+        ]);
+    }
+
+    /// The public key as `[feed] public_key` takes it.
+    pub fn public_key(&self) -> String {
+        let text = std::fs::read_to_string(self.path("keys/feed.pub")).expect("feed.pub");
+        text.lines().nth(1).expect("key line").trim().to_string()
+    }
+
+    pub fn secret_key(&self) -> SecretKey {
+        let text = std::fs::read_to_string(self.path("keys/feed.key")).expect("feed.key");
+        SecretKey::from_file_text(&text).expect("secret key")
+    }
+
+    /// The client's config: the feed on the test server, state in `state/`.
+    pub fn config_text(&self, upstream: &str, extra_feed: &str) -> String {
+        format!(
+            r#"[server]
+listen = ["127.0.0.1:0"]
+allow_clients = ["127.0.0.0/8"]
+state_dir = "state"
+threads = 1
+
+[upstream]
+servers = ["{upstream}"]
+timeout = "1s"
+
+[feed]
+url = "{url}"
+public_key = "{key}"
+timeout = "3s"
+{extra_feed}
+
+[defaults]
+profile = "kids"
+
+[profiles.kids]
+block = ["adult", "gambling"]
+"#,
+            url = self.server.url(),
+            key = self.public_key(),
+        )
+    }
+
+    pub fn config(&self) -> Config {
+        let text = self.config_text("127.0.0.1:9", "");
+        let path = self.path("kidsafe.toml");
+        std::fs::write(&path, &text).expect("write config");
+        Config::from_source(&path, &text).expect("valid config")
+    }
+
+    pub fn root(&self) -> PathBuf {
+        snapshot::feed_root(&self.path("state"))
+    }
+
+    pub fn state(&self) -> Option<FeedState> {
+        FeedState::read(&self.root()).expect("readable state")
+    }
+
+    pub fn fetcher(&self, config: &Config) -> Fetcher {
+        let (upstream, tls) = (config.upstream.clone(), None);
+        let source: UpstreamSource = Arc::new(move || (upstream.clone(), tls.clone()));
+        kidsafe::feed::run::fetcher_for(config, source).expect("fetcher")
+    }
+
+    /// One update at `now`, stopping (panicking) at install step `crash_at` if given.
+    pub async fn update_at(
+        &self,
+        now: Timestamp,
+        crash_at: Option<Step>,
+    ) -> Result<Outcome, UpdateError> {
+        let config = self.config();
+        let feed = config.feed.clone().expect("[feed]");
+        let fetcher = self.fetcher(&config);
+        let keys = kidsafe::feed::run::public_keys(&feed).expect("keys");
+        let root = self.root();
+        let updater = Updater {
+            root: &root,
+            url: &feed.url,
+            keys: &keys,
+            feed_id: feed.feed_id.as_deref(),
+            fetcher: &fetcher,
+            timeout: feed.timeout,
+            observer: Arc::new(move |step| {
+                if Some(step) == crash_at {
+                    panic!("simulated crash at {step:?}");
+                }
+            }),
+            progress: None,
+        };
+        updater.run(now).await
+    }
+
+    pub async fn update(&self) -> Result<Outcome, UpdateError> {
+        self.update_at(Timestamp::now(), None).await
+    }
+
+    /// The category the installed (or fallen-back-to) snapshot puts `name` in.
+    pub fn blocked(&self, name: &str) -> Option<String> {
+        let (selected, _) = snapshot::select(&self.root());
+        let selected = selected?;
+        let lists = kidsafe::blocklist::load_dirs(&[selected.dir]).expect("snapshot loads");
+        let bits = lists.store.lookup_str(name);
+        (0..64u8)
+            .find(|b| bits & (1 << b) != 0)
+            .map(|b| lists.categories.name(b).to_string())
+    }
+
+    /// Rewrites the served manifest with `change` and signs it again with the publisher's key,
+    /// as a publisher bug (or a stolen key) would.
+    pub fn resign(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.path("www/manifest.json");
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("manifest")).expect("json");
+        change(&mut value);
+        let bytes = serde_json::to_vec_pretty(&value).expect("json");
+        let parsed: manifest::Manifest = serde_json::from_slice(&bytes).expect("still a manifest");
+        let comment =
+            manifest::trusted_comment(&parsed.feed_id, parsed.sequence, parsed.expires_at);
+        let signature = self.secret_key().sign(&bytes, &comment);
+        std::fs::write(&path, &bytes).expect("write manifest");
+        std::fs::write(self.path("www/manifest.json.minisig"), signature).expect("write sig");
+    }
+
+    /// The served file of a category: (path in the feed, its bytes decoded).
+    pub fn served(&self, category: &str) -> (String, serde_json::Value) {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.path("www/manifest.json")).expect("manifest"),
+        )
+        .expect("json");
+        let c = m["categories"]
+            .as_array()
+            .expect("categories")
+            .iter()
+            .find(|c| c["id"] == category)
+            .expect("category")
+            .clone();
+        (c["full"]["path"].as_str().expect("path").to_string(), c)
+    }
+
+    /// Installs version 1 and checks it blocks.
+    pub async fn install_first(&self) {
+        let outcome = self.update().await.expect("first update");
+        assert!(
+            matches!(outcome, Outcome::Installed { sequence: 1, .. }),
+            "{outcome:?}"
+        );
+        self.assert_still_serving(1);
+    }
+
+    /// The snapshot of `sequence` is installed, whole, and blocks the feed's names.
+    pub fn assert_still_serving(&self, sequence: u64) {
+        let state = self.state().expect("state");
+        assert_eq!(state.sequence, sequence);
+        let (selected, problems) = snapshot::select(&self.root());
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(selected.expect("a snapshot").info.sequence, sequence);
+        assert_eq!(self.blocked(FEED_ADULT).as_deref(), Some("adult"));
+        assert_eq!(
+            self.blocked("www.old-casino.example.test").as_deref(),
+            Some("gambling")
+        );
+    }
+
+    /// Version 2: gambling gains FEED_CASINO; adult unchanged.
+    pub fn publish_second(&self) {
+        std::fs::write(
+            self.path("lists/gambling.txt"),
+            format!("0.0.0.0 old-casino.example.test\n0.0.0.0 {FEED_CASINO}\n"),
+        )
+        .expect("write");
+        self.publish();
+    }
+}
+
+fn kind(result: &Result<Outcome, UpdateError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    }
+}
+
+#[tokio::test]
+async fn a_published_feed_installs_blocks_and_updates_only_what_changed() {
+    let feed = Feed::new(50).await;
+    feed.install_first().await;
+    assert!(feed.state().expect("state").previous.is_none());
+
+    // Nothing new: the conditional GET gets a 304 and nothing else is downloaded.
+    feed.server.reset_hits();
+    let again = feed.update().await.expect("second update");
+    assert_eq!(again, Outcome::NotModified);
+    assert_eq!(feed.server.hits("manifest.json"), 1);
+    assert_eq!(feed.server.hits_under("by-hash/"), 0);
+    assert_eq!(feed.server.hits("manifest.json.minisig"), 0);
+
+    // One category changes: only it is fetched (by delta), the other is kept.
+    feed.publish_second();
+    feed.server.reset_hits();
+    let outcome = feed.update().await.expect("update to 2");
+    let Outcome::Installed {
+        sequence,
+        full,
+        delta,
+        kept,
+        ..
+    } = outcome
+    else {
+        panic!("not installed: {outcome:?}");
+    };
+    assert_eq!(sequence, 2);
+    assert_eq!(kept, 1, "adult did not change");
+    assert_eq!(delta, vec!["gambling".to_string()], "full: {full:?}");
+    assert!(full.is_empty());
+    assert_eq!(feed.server.hits_under("by-hash/"), 1);
+    feed.assert_still_serving(2);
+    assert_eq!(feed.blocked(FEED_CASINO).as_deref(), Some("gambling"));
+    let state = feed.state().expect("state");
+    assert_eq!(state.previous.expect("previous kept").sequence, 1);
+}
+
+/// A row of the table: how to spoil version 2 as served, and the kind of error expected.
+struct Row {
+    what: &'static str,
+    spoil: fn(&Feed),
+    expect: &'static [&'static str],
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    let i = at.min(bytes.len() - 1);
+    bytes[i] ^= 0x01;
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn gambling_file(feed: &Feed) -> PathBuf {
+    let (path, _) = feed.served("gambling");
+    feed.path(&format!("www/{path}"))
+}
+
+/// Makes the served gambling list bypass its delta, so the full file is what is fetched.
+fn no_deltas(feed: &Feed) {
+    feed.resign(|m| {
+        for c in m["categories"].as_array_mut().expect("categories") {
+            c["deltas"] = serde_json::json!([]);
+        }
+    });
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        what: "bad signature",
+        spoil: |f| {
+            let sig = f.path("www/manifest.json.minisig");
+            let text = std::fs::read_to_string(&sig).expect("sig");
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            // The signature line: change one base64 character.
+            let line = &mut lines[1];
+            let c = if line.ends_with('A') { 'B' } else { 'A' };
+            line.pop();
+            line.push(c);
+            std::fs::write(&sig, lines.join("\n") + "\n").expect("write");
+        },
+        expect: &["bad_signature"],
+    },
+    Row {
+        what: "manifest changed after signing",
+        spoil: |f| flip_byte(&f.path("www/manifest.json"), 40),
+        expect: &["bad_signature"],
+    },
+    Row {
+        what: "signed by another key",
+        spoil: |f| {
+            let other = SecretKey::generate().expect("key");
+            let bytes = std::fs::read(f.path("www/manifest.json")).expect("manifest");
+            let m: manifest::Manifest = serde_json::from_slice(&bytes).expect("json");
+            let comment = manifest::trusted_comment(&m.feed_id, m.sequence, m.expires_at);
+            std::fs::write(
+                f.path("www/manifest.json.minisig"),
+                other.sign(&bytes, &comment),
+            )
+            .expect("write");
+        },
+        expect: &["unknown_key"],
+    },
+    Row {
+        what: "trusted comment not matching the fields",
+        spoil: |f| {
+            let bytes = std::fs::read(f.path("www/manifest.json")).expect("manifest");
+            let m: manifest::Manifest = serde_json::from_slice(&bytes).expect("json");
+            let comment = manifest::trusted_comment(&m.feed_id, m.sequence + 5, m.expires_at);
+            let sig = f.secret_key().sign(&bytes, &comment);
+            std::fs::write(f.path("www/manifest.json.minisig"), sig).expect("write");
+        },
+        expect: &["trusted_comment_mismatch"],
+    },
+    Row {
+        what: "another feed's manifest",
+        spoil: |f| f.resign(|m| m["feed_id"] = "xx.other.feed".into()),
+        expect: &["wrong_feed"],
+    },
+    Row {
+        what: "captive-portal HTML instead of the manifest",
+        spoil: |f| {
+            f.server.fault("manifest.json", Fault::CaptivePortal);
+            f.server
+                .fault("manifest.json.minisig", Fault::CaptivePortal);
+        },
+        expect: &["bad_signature"],
+    },
+    Row {
+        what: "hash mismatch (a byte changed in a list)",
+        spoil: |f| {
+            no_deltas(f);
+            flip_byte(&gambling_file(f), 30);
+        },
+        expect: &["hash_mismatch"],
+    },
+    Row {
+        what: "truncated list file",
+        spoil: |f| {
+            no_deltas(f);
+            let path = gambling_file(f);
+            let bytes = std::fs::read(&path).expect("read");
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("write");
+        },
+        expect: &["hash_mismatch"],
+    },
+    Row {
+        what: "body larger than declared",
+        spoil: |f| {
+            no_deltas(f);
+            let path = gambling_file(f);
+            let mut bytes = std::fs::read(&path).expect("read");
+            bytes.extend_from_slice(&[b'x'; 4096]);
+            std::fs::write(&path, bytes).expect("write");
+        },
+        expect: &["too_large"],
+    },
+    Row {
+        what: "endless manifest body",
+        spoil: |f| f.server.fault("manifest.json", Fault::Endless),
+        expect: &["too_large"],
+    },
+    Row {
+        what: "server error 500",
+        spoil: |f| f.server.fault("manifest.json", Fault::Status(500, None)),
+        expect: &["http_status"],
+    },
+    Row {
+        what: "stalled server",
+        spoil: |f| f.server.fault("manifest.json", Fault::Stall),
+        expect: &["timeout"],
+    },
+    Row {
+        what: "server stalls in the middle of a list",
+        spoil: |f| {
+            no_deltas(f);
+            let (path, _) = f.served("gambling");
+            f.server.fault(&path, Fault::StallMidBody);
+        },
+        expect: &["timeout"],
+    },
+    Row {
+        what: "list file missing (404)",
+        spoil: |f| {
+            no_deltas(f);
+            std::fs::remove_file(gambling_file(f)).expect("rm");
+        },
+        expect: &["http_status"],
+    },
+    Row {
+        what: "same sequence, different bytes",
+        spoil: |f| {
+            // Version 1 again, re-signed with one more byte of whitespace.
+            let path = f.path("www/manifest.json");
+            std::fs::copy(f.path("v1/manifest.json"), &path).expect("restore v1");
+            let mut bytes = std::fs::read(&path).expect("read");
+            bytes.push(b'\n');
+            let m: manifest::Manifest = serde_json::from_slice(&bytes).expect("json");
+            let comment = manifest::trusted_comment(&m.feed_id, m.sequence, m.expires_at);
+            std::fs::write(&path, &bytes).expect("write");
+            std::fs::write(
+                f.path("www/manifest.json.minisig"),
+                f.secret_key().sign(&bytes, &comment),
+            )
+            .expect("write");
+        },
+        expect: &["same_sequence_different_bytes"],
+    },
+    Row {
+        what: "published far in the future",
+        spoil: |f| {
+            f.resign(|m| {
+                let future = Timestamp::now() + SignedDuration::from_hours(24 * 3);
+                m["published_at"] = future.to_string().into();
+                m["expires_at"] = (future + SignedDuration::from_hours(24 * 7))
+                    .to_string()
+                    .into();
+            })
+        },
+        expect: &["from_future"],
+    },
+    Row {
+        what: "a redirect loop is cut",
+        spoil: |f| {
+            let url = format!("{}manifest.json", f.server.url());
+            f.server.fault("manifest.json", Fault::Redirect(url));
+        },
+        expect: &["transport"],
+    },
+];
+
+#[tokio::test]
+async fn every_hostile_feed_row_is_refused_and_the_last_good_snapshot_keeps_blocking() {
+    let mut failures = Vec::new();
+    for row in ROWS {
+        let feed = Feed::new(20).await;
+        feed.install_first().await;
+        // Keep version 1's manifest for the replay rows.
+        std::fs::create_dir_all(feed.path("v1")).expect("mkdir");
+        for f in ["manifest.json", "manifest.json.minisig"] {
+            std::fs::copy(
+                feed.path(&format!("www/{f}")),
+                feed.path(&format!("v1/{f}")),
+            )
+            .expect("copy");
+        }
+        feed.publish_second();
+        copy_dir(&feed.path("www"), &feed.path("www-v2"));
+        (row.spoil)(&feed);
+        let result = feed.update().await;
+        if !row.expect.contains(&kind(&result)) {
+            failures.push(format!(
+                "{}: expected {:?}, got {result:?}",
+                row.what, row.expect
+            ));
+            continue;
+        }
+        // Nothing was installed; version 1 still blocks; a repaired server then works.
+        feed.assert_still_serving(1);
+        assert_eq!(feed.blocked(FEED_CASINO), None, "{}", row.what);
+        feed.server.heal();
+        std::fs::remove_dir_all(feed.path("www")).expect("rm www");
+        copy_dir(&feed.path("www-v2"), &feed.path("www"));
+        let healed = feed.update().await;
+        if !matches!(healed, Ok(Outcome::Installed { sequence: 2, .. })) {
+            failures.push(format!("{}: after healing, got {healed:?}", row.what));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_replayed_older_manifest_is_a_rollback() {
+    let feed = Feed::new(5).await;
+    feed.install_first().await;
+    std::fs::create_dir_all(feed.path("v1")).expect("mkdir");
+    for f in ["manifest.json", "manifest.json.minisig"] {
+        std::fs::copy(
+            feed.path(&format!("www/{f}")),
+            feed.path(&format!("v1/{f}")),
+        )
+        .expect("copy");
+    }
+    feed.publish_second();
+    assert!(matches!(
+        feed.update().await,
+        Ok(Outcome::Installed { sequence: 2, .. })
+    ));
+    for f in ["manifest.json", "manifest.json.minisig"] {
+        std::fs::copy(
+            feed.path(&format!("v1/{f}")),
+            feed.path(&format!("www/{f}")),
+        )
+        .expect("copy");
+    }
+    let result = feed.update().await;
+    assert_eq!(kind(&result), "rollback", "{result:?}");
+    assert_eq!(feed.state().expect("state").sequence, 2);
+    assert_eq!(feed.blocked(FEED_CASINO).as_deref(), Some("gambling"));
+}
+
+#[tokio::test]
+async fn an_expired_manifest_is_refused_but_the_installed_lists_keep_enforcing() {
+    let feed = Feed::new(5).await;
+    feed.install_first().await;
+    feed.publish_second();
+    let in_eight_days = Timestamp::now() + SignedDuration::from_hours(24 * 8);
+    let result = feed.update_at(in_eight_days, None).await;
+    assert_eq!(kind(&result), "expired", "{result:?}");
+    feed.assert_still_serving(1);
+    let state = feed.state();
+    let attempts = kidsafe::feed::run::Attempts::default();
+    assert_eq!(
+        kidsafe::feed::status::freshness(state.as_ref(), &attempts, in_eight_days),
+        kidsafe::feed::status::Freshness::Expired
+    );
+    // A clock stuck in 1970 cannot judge expiry: the sequence still protects, the update applies.
+    let result = feed.update_at(Timestamp::UNIX_EPOCH, None).await;
+    assert!(
+        matches!(result, Ok(Outcome::Installed { sequence: 2, .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_stops_at_the_declared_size() {
+    // A gzip list large enough that a bomb fits in its declared transfer size.
+    let feed = Feed::with_encoding(3000, "gzip").await;
+    feed.install_first().await;
+    let (_, adult) = feed.served("adult");
+    let transfer = adult["full"]["transfer_size"]
+        .as_u64()
+        .expect("gzip transfer size");
+    let size = adult["full"]["size"].as_u64().expect("size");
+    let bomb = {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![b'a'; 1 << 20];
+        while (enc.get_ref().len() as u64) < transfer / 2 {
+            enc.write_all(&chunk).expect("gzip");
+        }
+        enc.finish().expect("gzip")
+    };
+    assert!(
+        bomb.len() as u64 <= transfer,
+        "bomb {} > {transfer}",
+        bomb.len()
+    );
+    // Served in place of a new adult version whose manifest entry is otherwise honest.
+    let bomb_path = format!("by-hash/sha256/{}.gz", "e".repeat(64));
+    std::fs::write(feed.path(&format!("www/{bomb_path}")), &bomb).expect("write bomb");
+    feed.resign(|m| {
+        m["sequence"] = 2.into();
+        for c in m["categories"].as_array_mut().expect("categories") {
+            if c["id"] == "adult" {
+                c["version"] = (c["version"].as_u64().expect("version") + 1).into();
+                c["deltas"] = serde_json::json!([]);
+                c["full"]["sha256"] = "e".repeat(64).into();
+                c["full"]["path"] = bomb_path.clone().into();
+            }
+        }
+    });
+    let result = feed.update().await;
+    assert_eq!(kind(&result), "too_large", "{result:?}");
+    assert!(
+        size < 1 << 20,
+        "the cap ({size} bytes) is far below the bomb"
+    );
+    feed.assert_still_serving(1);
+}
+
+#[tokio::test]
+async fn a_non_canonical_list_is_refused_even_when_signed() {
+    let feed = Feed::new(5).await;
+    feed.install_first().await;
+    feed.publish_second();
+    // The publisher's bug: an unsorted file, correctly hashed and signed.
+    let body = format!(
+        "#nfeed/1 category=gambling version=2 entries=2\nold-casino.example.test\n{FEED_CASINO}\n#end entries=2\n"
+    );
+    let sha = manifest::sha256_hex(body.as_bytes());
+    let rel = format!("by-hash/sha256/{sha}");
+    std::fs::write(feed.path(&format!("www/{rel}")), &body).expect("write");
+    feed.resign(|m| {
+        for c in m["categories"].as_array_mut().expect("categories") {
+            if c["id"] == "gambling" {
+                c["deltas"] = serde_json::json!([]);
+                c["version"] = 2.into();
+                c["entries"] = 2.into();
+                c["full"] = serde_json::json!({
+                    "path": rel, "sha256": sha, "size": body.len(), "encoding": "identity"
+                });
+            }
+        }
+    });
+    let result = feed.update().await;
+    assert_eq!(kind(&result), "non_canonical", "{result:?}");
+    feed.assert_still_serving(1);
+}
+
+#[tokio::test]
+async fn a_delta_with_a_wrong_result_is_discarded_for_the_full_file() {
+    let feed = Feed::new(5).await;
+    feed.install_first().await;
+    feed.publish_second();
+    let (_, gambling) = feed.served("gambling");
+    let from = gambling["version"].as_u64().expect("version") - 1;
+    let to = from + 1;
+    // A well-formed delta, correctly hashed and signed, that adds the wrong name.
+    let delta = format!(
+        "#nfeed-delta/1 category=gambling from={from} to={to}\n+wrong.example.test\n#end removals=0 additions=1\n"
+    );
+    let sha = manifest::sha256_hex(delta.as_bytes());
+    let rel = format!("by-hash/sha256/{sha}");
+    std::fs::write(feed.path(&format!("www/{rel}")), &delta).expect("write");
+    feed.resign(|m| {
+        for c in m["categories"].as_array_mut().expect("categories") {
+            if c["id"] == "gambling" {
+                c["deltas"] = serde_json::json!([{
+                    "from_version": from, "path": rel, "sha256": sha,
+                    "size": delta.len(), "encoding": "identity"
+                }]);
+            }
+        }
+    });
+    let result = feed.update().await;
+    let Ok(Outcome::Installed { full, delta, .. }) = &result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(full, &vec!["gambling".to_string()]);
+    assert!(delta.is_empty());
+    assert_eq!(feed.blocked(FEED_CASINO).as_deref(), Some("gambling"));
+    assert_eq!(feed.blocked("wrong.example.test"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_install_step_leaves_one_whole_snapshot_and_the_next_update_completes() {
+    for step in [
+        Step::FileWritten,
+        Step::FilesSynced,
+        Step::Renamed,
+        Step::Committed,
+    ] {
+        let feed = Feed::new(5).await;
+        feed.install_first().await;
+        feed.publish_second();
+        // The install runs on its own thread so the simulated crash (a panic: no cleanup
+        // code runs, as with kill -9) can be observed.
+        let crashed = {
+            let feed = &feed;
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    let result = rt.block_on(feed.update_at(Timestamp::now(), Some(step)));
+                    format!("{result:?}")
+                })
+                .join()
+            })
+        };
+        assert!(
+            crashed.is_err(),
+            "{step:?}: the observer should have stopped the install: {crashed:?}"
+        );
+        // "Restart": what a new process would serve.
+        let expected = if step == Step::Committed { 2 } else { 1 };
+        feed.assert_still_serving(expected);
+        assert_eq!(
+            feed.blocked(FEED_CASINO).is_some(),
+            expected == 2,
+            "{step:?}: a mix of versions"
+        );
+        let result = feed.update().await;
+        if expected == 1 {
+            assert!(
+                matches!(result, Ok(Outcome::Installed { sequence: 2, .. })),
+                "{step:?}: {result:?}"
+            );
+        } else {
+            assert!(
+                matches!(result, Ok(Outcome::NotModified | Outcome::Current { .. })),
+                "{result:?}"
+            );
+        }
+        feed.assert_still_serving(2);
+        let leftovers: Vec<_> = std::fs::read_dir(feed.root().join("snapshots"))
+            .expect("snapshots")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{step:?}: {leftovers:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_active_snapshot_falls_back_to_the_previous_one() {
+    let feed = Feed::new(5).await;
+    feed.install_first().await;
+    feed.publish_second();
+    assert!(matches!(
+        feed.update().await,
+        Ok(Outcome::Installed { sequence: 2, .. })
+    ));
+    // Bit rot in the active snapshot's gambling list.
+    let active = feed.root().join("snapshots/snap-2/gambling.txt");
+    flip_byte(&active, 20);
+    let (selected, problems) = snapshot::select(&feed.root());
+    let selected = selected.expect("the previous snapshot");
+    assert_eq!(selected.info.sequence, 1);
+    assert!(selected.fell_back);
+    assert!(
+        problems.iter().any(|p| p.contains("snap-2")),
+        "{problems:?}"
+    );
+    assert_eq!(feed.blocked(FEED_ADULT).as_deref(), Some("adult"));
+    // Both damaged: no snapshot, so the runtime uses the baseline.
+    flip_byte(&feed.root().join("snapshots/snap-1/adult.txt"), 20);
+    let (selected, _) = snapshot::select(&feed.root());
+    assert!(selected.is_none());
+}
+
+#[tokio::test]
+async fn a_category_shrinking_by_more_than_half_is_installed_with_an_alarm() {
+    let feed = Feed::new(30).await;
+    feed.install_first().await;
+    std::fs::write(feed.path("lists/adult.txt"), format!("{FEED_ADULT}\n")).expect("write");
+    feed.publish();
+    let result = feed.update().await;
+    let Ok(Outcome::Installed { alarms, .. }) = &result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert!(alarms[0].contains("adult"), "{alarms:?}");
+}
+
+#[tokio::test]
+async fn the_feed_host_is_resolved_through_the_upstreams_not_the_system() {
+    let upstream = crate::harness::Upstream::start().await;
+    let feed = Feed::new(5).await;
+    // feed.example.test exists only in the in-process upstream's zone.
+    let url = format!(
+        "http://{}:{}/",
+        crate::harness::FEED_HOST.trim_end_matches('.'),
+        feed.server.addr.port()
+    );
+    let text = feed
+        .config_text(&upstream.addr.to_string(), "")
+        .replace(&feed.server.url(), &url);
+    let path = feed.path("kidsafe.toml");
+    std::fs::write(&path, &text).expect("write");
+    let config = Config::from_source(&path, &text).expect("config");
+    let feed_settings = config.feed.clone().expect("[feed]");
+    assert_eq!(feed_settings.url, url);
+    let fetcher = feed.fetcher(&config);
+    let result = kidsafe::feed::run::update_once(&config, &feed_settings, &fetcher, None).await;
+    assert!(
+        matches!(result, Ok(Outcome::Installed { sequence: 1, .. })),
+        "{result:?}"
+    );
+    assert_eq!(feed.blocked(FEED_ADULT).as_deref(), Some("adult"));
+    // update_once records the attempt for `kidsafe feed status`.
+    let attempts = kidsafe::feed::run::Attempts::read(&feed.root());
+    assert_eq!(attempts.consecutive_failures, 0);
+    assert!(attempts.last_success_at.is_some());
+}
+
+#[tokio::test]
+async fn a_server_asking_to_retry_later_is_honoured_and_the_failure_recorded() {
+    let feed = Feed::new(5).await;
+    feed.install_first().await;
+    feed.server
+        .fault("manifest.json", Fault::Status(503, Some(1800)));
+    let config = feed.config();
+    let feed_settings = config.feed.clone().expect("[feed]");
+    let fetcher = feed.fetcher(&config);
+    let result = kidsafe::feed::run::update_once(&config, &feed_settings, &fetcher, None).await;
+    let Err(e) = &result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(1800)));
+    let wait = kidsafe::feed::run::backoff(1, feed_settings.refresh, e.retry_after());
+    assert!(wait >= Duration::from_secs(1800), "{wait:?}");
+    let attempts = kidsafe::feed::run::Attempts::read(&feed.root());
+    assert_eq!(attempts.consecutive_failures, 1);
+    assert_eq!(attempts.failures.get("http_status"), Some(&1));
+    feed.assert_still_serving(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_update() {
+    let upstream = crate::harness::Upstream::start().await;
+    let feed = Feed::new(5).await;
+    let text = feed.config_text(&upstream.addr.to_string(), "");
+    let path = feed.path("kidsafe.toml");
+    std::fs::write(&path, &text).expect("write");
+    let path_for_thread = path.clone();
+    let mut daemon =
+        tokio::task::spawn_blocking(move || crate::cli::Spawned::start(&path_for_thread))
+            .await
+            .expect("spawn");
+    let addr = daemon.addr;
+    // No snapshot at start: the updater fetches at once, and the reload makes it block.
+    wait_blocked(addr, FEED_ADULT).await;
+    let www =
+        crate::harness::ask(addr, crate::harness::WWW, hickory_proto::rr::RecordType::A).await;
+    assert_eq!(
+        www.metadata.response_code,
+        hickory_proto::op::ResponseCode::NoError
+    );
+
+    // An admin publishes version 2 and runs a one-shot update; the daemon follows on its own.
+    feed.publish_second();
+    let out = kidsafe_async(&["feed", "update", "--config", path_str(&path)]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_blocked(addr, FEED_CASINO).await;
+
+    // Nothing new: exit code 4.
+    let again = kidsafe_async(&["feed", "update", "--config", path_str(&path)]).await;
+    assert_eq!(again.status.code(), Some(4));
+
+    let status = kidsafe_async(&["feed", "status", "--config", path_str(&path)]).await;
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    for want in [
+        "state:     fresh",
+        "sequence:  2",
+        "gambling",
+        "adult",
+        "snap-2",
+    ] {
+        assert!(status.contains(want), "{want:?} missing from:\n{status}");
+    }
+    let log = tokio::task::spawn_blocking(move || {
+        daemon.wait_for("feed snapshot installed", Duration::from_secs(1));
+        daemon.stop()
+    })
+    .await
+    .expect("stop");
+    // Privacy: the names asked and listed never reach the log.
+    for name in [FEED_ADULT, FEED_CASINO, "www.example.test"] {
+        assert!(!log.contains(name), "{name} in the log:\n{log}");
+    }
+}
+
+/// Runs the binary off the async runtime (the test's HTTP server must keep answering).
+async fn kidsafe_async(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().expect("run"))
+        .await
+        .expect("join")
+}
+
+async fn wait_blocked(addr: std::net::SocketAddr, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = crate::harness::ask(addr, name, hickory_proto::rr::RecordType::A).await;
+        if crate::harness::is_kidsafe_block(&answer) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} not blocked within 15 s: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_list_source_is_fetched_leniently_and_a_bad_download_keeps_the_last_good_copy() {
+    let feed = Feed::new(1).await;
+    std::fs::write(
+        feed.path("www/hosts"),
+        "# a public hosts list\r\n127.0.0.1 localhost\r\n0.0.0.0 source-casino.example.test\r\n||bet.example.test^\r\n",
+    )
+    .expect("write");
+    let text = format!(
+        "{}\n[[lists.sources]]\ncategory = \"gambling\"\nurl = \"{}hosts\"\n",
+        feed.config_text("127.0.0.1:9", ""),
+        feed.server.url()
+    );
+    let path = feed.path("kidsafe.toml");
+    std::fs::write(&path, &text).expect("write");
+    let config = Config::from_source(&path, &text).expect("config");
+    let source = config.sources[0].clone();
+    let fetcher = feed.fetcher(&config);
+    let state = config.server.state_dir.clone();
+    let sources = kidsafe::feed::sources::update_source;
+    assert!(sources(&state, &source, &fetcher).await.expect("fetched"));
+    let blocks = |name: &str| {
+        let runtime = kidsafe::runtime::Runtime::load(&path).expect("runtime");
+        let bits = runtime.lists.store.lookup_str(name);
+        bits != 0
+    };
+    assert!(blocks("source-casino.example.test"));
+    assert!(blocks("www.bet.example.test"));
+    // Unchanged: a 304, nothing rewritten.
+    assert!(!sources(&state, &source, &fetcher).await.expect("checked"));
+    // A captive portal's page is refused whole; the last good copy keeps blocking.
+    feed.server.fault("hosts", Fault::CaptivePortal);
+    let refused = sources(&state, &source, &fetcher).await;
+    assert!(
+        matches!(
+            refused,
+            Err(kidsafe::feed::sources::SourceError::NotAList { .. })
+        ),
+        "{refused:?}"
+    );
+    feed.server.fault("hosts", Fault::Status(500, None));
+    assert!(sources(&state, &source, &fetcher).await.is_err());
+    assert!(blocks("source-casino.example.test"));
+}
