@@ -4,6 +4,7 @@
 
 mod cli;
 mod encrypted;
+mod feed_minisign;
 mod filtering;
 mod fuzz_corpus;
 mod harness;
