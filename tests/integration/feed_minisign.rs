@@ -51,12 +51,12 @@ fn read(dir: &Path, name: &str) -> String {
 }
 
 fn write_lists(dir: &Path) {
-    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    std::fs::create_dir_all(dir.join("lists")).expect("mkdir lists");
     std::fs::write(
         dir.join("lists/adult.txt"),
         "0.0.0.0 ads.example\nsub.example.net\n",
     )
-    .unwrap();
+    .expect("write adult.txt");
 }
 
 /// minisign's keys and signatures, checked by kidsafe.
