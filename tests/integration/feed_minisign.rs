@@ -110,6 +110,36 @@ fn minisign_keys_and_signatures_verify_in_kidsafe() {
     .unwrap_err();
     assert_eq!(err.kind(), "bad_signature");
 
+    // minisign's legacy (non-prehashed `Ed`) format verifies too.
+    ok(
+        minisign(
+            d,
+            &[
+                "-S",
+                "-l",
+                "-s",
+                "ms.key",
+                "-m",
+                "data",
+                "-x",
+                "legacy.minisig",
+                "-t",
+                "legacy",
+            ],
+        ),
+        "minisign -S -l",
+    );
+    // base64 of "Ed" starts "RW"; of "ED" (prehashed), "RU".
+    let legacy = read(d, "legacy.minisig");
+    assert!(legacy.lines().nth(1).unwrap().starts_with("RW"), "{legacy}");
+    let comment = sign::verify(
+        std::slice::from_ref(&public),
+        b"any bytes\x00\xff",
+        read(d, "legacy.minisig").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(comment, "legacy");
+
     // A feed published with minisign's key, then re-signed by minisign itself with the
     // trusted comment the docs tell an authority to use.
     write_lists(d);
@@ -195,6 +225,14 @@ fn kidsafe_keys_and_signatures_verify_in_minisign() {
             &["-V", "-P", &public.to_base64(), "-m", "web/manifest.json"],
         ),
         "minisign -V -P",
+    );
+    // Ours are prehashed (`ED`): minisign's -H demands exactly that.
+    ok(
+        minisign(
+            d,
+            &["-V", "-H", "-p", "keys/feed.pub", "-m", "web/manifest.json"],
+        ),
+        "minisign -V -H",
     );
     // A tampered manifest fails in minisign too.
     let mut json = std::fs::read(d.join("web/manifest.json")).unwrap();
