@@ -185,22 +185,23 @@ fn header_and_trailer_counts_must_agree() {
 fn canonicalise_reads_lenient_lists() {
     let text = "\u{feff}# comment\r\n0.0.0.0 Ads.Example.COM\r\n||tracker.example^\n\
                 *.b\u{fc}cher.de\n127.0.0.1 localhost\nexample.com.\nexample.com\n\
-                xxx\nunder_score.example\n192.0.2.1\n\nbad..name\n";
+                xxx\nXXX.\nsex # a TLD\n0.0.0.0 com\nunder_score.example\n192.0.2.1\n\nbad..name\n";
     let (names, skipped) = canonicalise(text);
     assert_eq!(
         names,
         [
             "ads.example.com",
             "example.com",
+            "sex",
             "tracker.example",
             "xn--bcher-kva.de",
             "xxx"
         ]
     );
-    // localhost, under_score, 192.0.2.1, bad..name
-    assert_eq!(skipped, 4);
+    // localhost, `0.0.0.0 com` (a TLD on a hosts line), under_score, 192.0.2.1, bad..name
+    assert_eq!(skipped, 5);
     let file = write_list("adult", 1, &names);
-    assert_eq!(check_list(&file, "adult", 1).unwrap(), 5);
+    assert_eq!(check_list(&file, "adult", 1).unwrap(), 6);
 }
 
 fn full(version: u64, names: &[&str]) -> Vec<u8> {
