@@ -301,3 +301,23 @@ fn bad_deltas_are_rejected() {
     .unwrap_err();
     assert_eq!(err.kind(), "non_canonical", "{err}");
 }
+
+/// The bundled real lists (hosts files and plain lists from UT1 and others) go through the
+/// publisher's path: canonicalise, write, check, and a delta between two of them round-trips.
+#[test]
+fn bundled_lists_canonicalise_to_valid_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("blocklists");
+    let mut files = Vec::new();
+    for name in ["gambling", "dating", "drogue"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap();
+        let (names, _) = canonicalise(&text);
+        assert!(names.len() > 100, "{name}: {}", names.len());
+        let bytes = write_list("adult", 1, &names);
+        assert_eq!(check_list(&bytes, "adult", 1).unwrap(), names.len() as u64);
+        files.push(bytes);
+    }
+    let next: Vec<String> = list_entries(&files[1]).map(String::from).collect();
+    let to = write_list("adult", 2, &next);
+    let delta = make_delta("adult", 1, 2, &files[0], &to);
+    assert_eq!(apply_delta(&files[0], &delta, "adult", 1, 2).unwrap(), to);
+}
