@@ -273,9 +273,12 @@ pub fn canonicalise(text: &str) -> (Vec<String>, usize) {
             Scanned::Blank | Scanned::Listed => {}
             Scanned::Bad(_) => skipped += 1,
             Scanned::Skipped(crate::blocklist::parse::SkipReason::SingleLabel) => {
-                let word = line.trim_start_matches('\u{feff}').trim();
+                // A lone word, perhaps with a trailing comment; hosts lines stay skipped.
+                let mut words = line.trim_start_matches('\u{feff}').split_whitespace();
+                let word = words.next().unwrap_or_default();
+                let alone = words.next().is_none_or(|w| w.starts_with('#'));
                 match normalise(word) {
-                    Ok(Normalised::Name(name)) if check_entry(&name).is_ok() => {
+                    Ok(Normalised::Name(name)) if alone && check_entry(&name).is_ok() => {
                         names.push(name.into_owned());
                     }
                     _ => skipped += 1,

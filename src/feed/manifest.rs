@@ -221,6 +221,45 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// Every list: the categories, then the allow list.
+    pub fn lists(&self) -> impl Iterator<Item = &CategoryFile> {
+        self.categories.iter().chain(self.allow.as_ref())
+    }
+}
+
+impl CategoryFile {
+    /// Checks the decoded bytes of this list's full file: not over its size, its SHA-256 (so a
+    /// truncated file is a hash mismatch), the canonical rules
+    /// with this id and version, and the entry count against header, trailer and manifest.
+    /// Returns the number of entries.
+    pub fn check_full(&self, bytes: &[u8]) -> Result<u64, FeedError> {
+        if bytes.len() as u64 > self.full.size {
+            return Err(FeedError::SizeExceeded {
+                path: self.full.path.clone(),
+                limit: self.full.size,
+            });
+        }
+        let actual = sha256_hex(bytes);
+        if actual != self.full.sha256 {
+            return Err(FeedError::HashMismatch {
+                path: self.full.path.clone(),
+                expected: self.full.sha256.clone(),
+                actual,
+            });
+        }
+        let entries = super::canonical::check_list(bytes, &self.id, self.version)?;
+        if entries != self.entries {
+            return Err(FeedError::CountMismatch {
+                what: format!("list {:?} manifest", self.id),
+                expected: self.entries,
+                actual: entries,
+            });
+        }
+        Ok(entries)
+    }
+}
+
 fn is_valid_feed_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 100
@@ -501,6 +540,44 @@ mod tests {
         );
         let err = parse_verified(&json, sig.as_bytes(), &keys, None).unwrap_err();
         assert_eq!(err.kind(), "trusted_comment_mismatch", "{err}");
+    }
+
+    #[test]
+    fn check_full_compares_the_file_with_the_manifest() {
+        let names = vec!["a.example".to_string(), "b.example".to_string()];
+        let bytes = crate::feed::canonical::write_list("adult", 3, &names);
+        let mut list = CategoryFile {
+            id: "adult".into(),
+            title: String::new(),
+            version: 3,
+            entries: 2,
+            full: file(&bytes),
+            deltas: Vec::new(),
+        };
+        assert_eq!(list.check_full(&bytes).unwrap(), 2);
+        // Truncated, longer, flipped.
+        let err = list.check_full(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert_eq!(err.kind(), "hash_mismatch", "{err}");
+        let longer = [&bytes[..], b"x\n"].concat();
+        assert_eq!(
+            list.check_full(&longer).unwrap_err().kind(),
+            "size_exceeded"
+        );
+        let mut flipped = bytes.clone();
+        flipped[50] ^= 1;
+        assert_eq!(
+            list.check_full(&flipped).unwrap_err().kind(),
+            "hash_mismatch"
+        );
+        // The manifest's count disagrees with header and trailer.
+        list.entries = 3;
+        let err = list.check_full(&bytes).unwrap_err();
+        assert_eq!(err.kind(), "count_mismatch", "{err}");
+        assert!(err.to_string().contains("manifest"), "{err}");
+        // The manifest's version is not the file's.
+        list.entries = 2;
+        list.version = 4;
+        assert_eq!(list.check_full(&bytes).unwrap_err().kind(), "non_canonical");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod cli;
 mod encrypted;
 mod feed;
+mod feed_minisign;
 mod feed_server;
 mod filtering;
 mod fuzz_corpus;

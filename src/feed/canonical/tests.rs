@@ -185,22 +185,23 @@ fn header_and_trailer_counts_must_agree() {
 fn canonicalise_reads_lenient_lists() {
     let text = "\u{feff}# comment\r\n0.0.0.0 Ads.Example.COM\r\n||tracker.example^\n\
                 *.b\u{fc}cher.de\n127.0.0.1 localhost\nexample.com.\nexample.com\n\
-                xxx\nunder_score.example\n192.0.2.1\n\nbad..name\n";
+                xxx\nXXX.\nsex # a TLD\n0.0.0.0 com\nunder_score.example\n192.0.2.1\n\nbad..name\n";
     let (names, skipped) = canonicalise(text);
     assert_eq!(
         names,
         [
             "ads.example.com",
             "example.com",
+            "sex",
             "tracker.example",
             "xn--bcher-kva.de",
             "xxx"
         ]
     );
-    // localhost, under_score, 192.0.2.1, bad..name
-    assert_eq!(skipped, 4);
+    // localhost, `0.0.0.0 com` (a TLD on a hosts line), under_score, 192.0.2.1, bad..name
+    assert_eq!(skipped, 5);
     let file = write_list("adult", 1, &names);
-    assert_eq!(check_list(&file, "adult", 1).unwrap(), 5);
+    assert_eq!(check_list(&file, "adult", 1).unwrap(), 6);
 }
 
 fn full(version: u64, names: &[&str]) -> Vec<u8> {
@@ -299,4 +300,24 @@ fn bad_deltas_are_rejected() {
     )
     .unwrap_err();
     assert_eq!(err.kind(), "non_canonical", "{err}");
+}
+
+/// The bundled real lists (hosts files and plain lists from UT1 and others) go through the
+/// publisher's path: canonicalise, write, check, and a delta between two of them round-trips.
+#[test]
+fn bundled_lists_canonicalise_to_valid_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("blocklists");
+    let mut files = Vec::new();
+    for name in ["gambling", "dating", "drogue"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap();
+        let (names, _) = canonicalise(&text);
+        assert!(names.len() > 100, "{name}: {}", names.len());
+        let bytes = write_list("adult", 1, &names);
+        assert_eq!(check_list(&bytes, "adult", 1).unwrap(), names.len() as u64);
+        files.push(bytes);
+    }
+    let next: Vec<String> = list_entries(&files[1]).map(String::from).collect();
+    let to = write_list("adult", 2, &next);
+    let delta = make_delta("adult", 1, 2, &files[0], &to);
+    assert_eq!(apply_delta(&files[0], &delta, "adult", 1, 2).unwrap(), to);
 }
