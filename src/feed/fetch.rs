@@ -6,7 +6,6 @@
 //! Nothing here trusts what it downloads: callers verify signatures and hashes. Bodies are read
 //! chunk by chunk so an endless or oversized body is cut at the cap, not buffered whole.
 
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,14 +62,6 @@ pub enum FetchError {
         /// What went wrong, with its causes.
         message: String,
     },
-    /// A gzip body that does not decompress.
-    #[error("{url}: not valid gzip ({message})")]
-    Decode {
-        /// The address asked.
-        url: String,
-        /// The decoder's error.
-        message: String,
-    },
 }
 
 impl FetchError {
@@ -89,7 +80,6 @@ impl FetchError {
             Self::TooLarge { .. } => "too_large",
             Self::Timeout { .. } => "timeout",
             Self::Transport { .. } => "transport",
-            Self::Decode { .. } => "decode",
         }
     }
 }
@@ -251,27 +241,6 @@ impl Fetcher {
             etag: new_etag,
         })
     }
-}
-
-/// Decompresses gzip `bytes`, refusing output beyond `max_bytes` (a gzip bomb stops there).
-pub fn gunzip_capped(url: &str, bytes: &[u8], max_bytes: u64) -> Result<Vec<u8>, FetchError> {
-    let decoder = flate2::read::GzDecoder::new(bytes);
-    let mut out = Vec::new();
-    // One byte over the cap tells "exactly at the cap" from "beyond it".
-    decoder
-        .take(max_bytes.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| FetchError::Decode {
-            url: url.to_string(),
-            message: e.to_string(),
-        })?;
-    if out.len() as u64 > max_bytes {
-        return Err(FetchError::TooLarge {
-            url: url.to_string(),
-            limit: max_bytes,
-        });
-    }
-    Ok(out)
 }
 
 /// An error and its causes on one line (reqwest's own message omits the interesting part).

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::FeedError;
 use super::canonical;
-use super::fetch::{FetchError, Fetched, Fetcher, gunzip_capped};
+use super::fetch::{FetchError, Fetched, Fetcher};
 use super::manifest::sha256_hex;
 use super::manifest::{self, Encoding, MAX_FILE_SIZE, Manifest};
 use super::sign::PublicKey;
@@ -261,7 +261,7 @@ impl Updater<'_> {
                     b
                 }
             };
-            verify_full(&body, list)?;
+            list.check_full(&body)?;
             staging
                 .write(&file_name, &body)
                 .map_err(|e| FeedError::io(format!("cannot write {file_name}"), e))?;
@@ -337,7 +337,7 @@ impl Updater<'_> {
         let wire = raw.len() as u64;
         let decoded = match encoding {
             Encoding::Identity => raw,
-            Encoding::Gzip => gunzip_capped(&url, &raw, size.min(MAX_FILE_SIZE))?,
+            Encoding::Gzip => super::publish::gunzip(&raw, size.min(MAX_FILE_SIZE), path)?,
         };
         // A short file fails its hash check; a long one is refused here.
         if decoded.len() as u64 > size {
@@ -378,20 +378,6 @@ impl SnapshotInfo {
             self.categories.insert(id, info);
         }
     }
-}
-
-/// Hash, canonical form and counts of a full list file.
-fn verify_full(body: &[u8], list: &manifest::CategoryFile) -> Result<(), FeedError> {
-    check_hash(&list.full.path, body, &list.full.sha256)?;
-    let entries = canonical::check_list(body, &list.id, list.version)?;
-    if entries != list.entries {
-        return Err(FeedError::CountMismatch {
-            what: format!("list {:?} against the manifest", list.id),
-            expected: list.entries,
-            actual: entries,
-        });
-    }
-    Ok(())
 }
 
 fn check_hash(path: &str, bytes: &[u8], expected: &str) -> Result<(), FeedError> {

@@ -663,7 +663,7 @@ async fn a_gzip_bomb_stops_at_the_declared_size() {
         }
     });
     let result = feed.update().await;
-    assert_eq!(kind(&result), "too_large", "{result:?}");
+    assert_eq!(kind(&result), "size_exceeded", "{result:?}");
     assert!(
         size < 1 << 20,
         "the cap ({size} bytes) is far below the bomb"
