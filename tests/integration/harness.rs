@@ -189,6 +189,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub shared: runtime::SharedRuntime,
     pub reload: Option<kidsafe::reload::ReloadHandle>,
+    /// The handler's forwarder: per-upstream counters, health, DoH connections.
+    pub forwarder: kidsafe::dns::upstream::Forwarder,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), kidsafe::server::ServeError>>>,
 }
@@ -300,17 +302,15 @@ impl Daemon {
             };
             kidsafe::reload::Reloader::spawn(shared.clone(), &path, options, shutdown.clone())
         });
-        let task = tokio::spawn(server::serve(
-            kidsafe::dns::Handler::new(shared.clone()),
-            listeners,
-            idle,
-            shutdown.clone(),
-        ));
+        let handler = kidsafe::dns::Handler::new(shared.clone());
+        let forwarder = handler.forwarder().clone();
+        let task = tokio::spawn(server::serve(handler, listeners, idle, shutdown.clone()));
         Self {
             addr,
             dir,
             shared,
             reload,
+            forwarder,
             shutdown,
             task: Some(task),
         }

@@ -233,3 +233,84 @@ async fn rebinding_protection_can_be_turned_off() {
     assert_eq!(a_records(&reply), vec![Ipv4Addr::new(10, 0, 0, 5)]);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fastest_sends_most_queries_to_the_quicker_upstream_and_notices_a_change() {
+    use kidsafe::config::UpstreamServer;
+    const DELAY: Duration = Duration::from_millis(60);
+    let (slow_ip, fast_ip) = (Ipv4Addr::new(192, 0, 2, 51), Ipv4Addr::new(192, 0, 2, 52));
+    let slow = FakeUpstream::start(IpAddr::V4(slow_ip), 300).await;
+    slow.set_answer(IpAddr::V4(slow_ip), 300, DELAY);
+    let fast = FakeUpstream::start(IpAddr::V4(fast_ip), 300).await;
+    // The slow one is written first: "failover" would send everything to it.
+    let config = config_text(slow.addr, "", "").replacen(
+        &format!("servers = [\"{}\"]", slow.addr),
+        &format!(
+            "servers = [\"{}\", \"{}\"]\nstrategy = \"fastest\"",
+            slow.addr, fast.addr
+        ),
+        1,
+    );
+    let daemon = Daemon::start_text(config).await;
+    let metrics = daemon.forwarder.metrics();
+    let (slow_up, fast_up) = (
+        UpstreamServer::Udp(slow.addr),
+        UpstreamServer::Udp(fast.addr),
+    );
+
+    const FIRST: usize = 64;
+    for i in 0..FIRST {
+        let reply = ask(daemon.addr, &format!("n{i}.fastest.test."), RecordType::A).await;
+        assert_eq!(reply.answers.len(), 1);
+    }
+    let (s, f) = (metrics.of(&slow_up), metrics.of(&fast_up));
+    println!(
+        "fastest, {FIRST} names: slow (+{DELAY:?}) answered {}, fast answered {}; srtt {:?} / {:?}",
+        s.answers,
+        f.answers,
+        daemon.forwarder.srtt(slow.addr),
+        daemon.forwarder.srtt(fast.addr)
+    );
+    assert_eq!(s.answers + f.answers, FIRST as u64);
+    assert_eq!(s.failures + f.failures, 0);
+    assert!(
+        f.answers >= (FIRST as u64) * 7 / 8,
+        "most answers come from the fast upstream: {f:?}"
+    );
+    assert!(
+        s.answers >= 2,
+        "the slow one is still looked at now and then: {s:?}"
+    );
+    assert_eq!(slow.queries() as u64, s.answers);
+
+    // They swap speeds: within a few exploration rounds the other one is preferred.
+    slow.set_answer(IpAddr::V4(slow_ip), 300, Duration::ZERO);
+    fast.set_answer(IpAddr::V4(fast_ip), 300, DELAY);
+    let mut in_a_row = 0;
+    let mut asked = 0;
+    while in_a_row < 16 {
+        assert!(
+            asked < 128,
+            "the recovered upstream was not preferred again"
+        );
+        let reply = ask(
+            daemon.addr,
+            &format!("m{asked}.fastest.test."),
+            RecordType::A,
+        )
+        .await;
+        asked += 1;
+        if a_records(&reply) == vec![slow_ip] {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+        }
+    }
+    println!(
+        "after the swap: preferred again after {} queries; totals slow {:?}, fast {:?}",
+        asked - 16,
+        metrics.of(&slow_up),
+        metrics.of(&fast_up)
+    );
+    daemon.stop().await;
+}
