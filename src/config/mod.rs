@@ -81,9 +81,14 @@ pub struct ServerConfig {
     /// Most requests handled at once; beyond it new ones are dropped. Default 4096.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: Spanned<usize>,
-    /// Idle TCP connections are closed after this. Default `"10s"`.
+    /// A TCP connection with no query for this long (and no answer still owed) is closed.
+    /// Between 100ms and 10m. Default `"10s"`.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: Spanned<String>,
+    /// Most client TCP connections open at once, over all `listen` addresses; one more is
+    /// closed as soon as it is accepted. Between 1 and 65535. Default 256.
+    #[serde(default = "default_tcp_connections")]
+    pub tcp_connections: Spanned<usize>,
     /// IANA time zone for schedules, e.g. `"Europe/Tirane"`. Default: the system's.
     pub timezone: Option<Spanned<String>>,
     /// Neighbour tables read to match clients by MAC address: files in `/proc/net/arp` or
@@ -112,6 +117,7 @@ impl Default for ServerConfig {
             threads: 0,
             max_in_flight: default_max_in_flight(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            tcp_connections: default_tcp_connections(),
             timezone: None,
             neighbour_tables: default_neighbour_tables(),
             rate_limit: default_rate_limit(),
@@ -378,6 +384,9 @@ fn default_max_in_flight() -> Spanned<usize> {
 fn default_tcp_idle_timeout() -> Spanned<String> {
     spanned("10s".into())
 }
+fn default_tcp_connections() -> Spanned<usize> {
+    spanned(256)
+}
 fn default_rate_limit() -> Spanned<u32> {
     spanned(200)
 }
@@ -501,6 +510,8 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// TCP idle timeout.
     pub tcp_idle_timeout: Duration,
+    /// Most client TCP connections open at once.
+    pub tcp_connections: usize,
     /// Time zone of schedules.
     pub timezone: jiff::tz::TimeZone,
     /// Neighbour tables for MAC matching.
@@ -949,6 +960,7 @@ impl Checker<'_> {
             Duration::from_millis(100),
             Duration::from_secs(600),
         );
+        let tcp_connections = self.bounded(&s.tcp_connections, "server.tcp_connections", 1, 65_535);
         let timezone = match &s.timezone {
             None => Some(jiff::tz::TimeZone::system()),
             Some(name) => match jiff::tz::TimeZone::get(name.get_ref()) {
@@ -1002,6 +1014,7 @@ impl Checker<'_> {
             threads: s.threads,
             max_in_flight: max_in_flight?,
             tcp_idle_timeout: tcp_idle_timeout?,
+            tcp_connections: tcp_connections?,
             rate_limit,
             rate_burst: rate_burst?,
         })

@@ -246,6 +246,11 @@ fn semantic_errors_point_at_the_value() {
             "must be between 1 and 65535",
         ),
         (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"127.0.0.1:53\"]\n[server]\ntcp_connections = 0",
+            "must be between 1 and 65535",
+        ),
+        (
             "block = [\"adult\"]",
             "block = [\"adult\"]\nallow = [\"not a name\"]",
             "not a domain name",

@@ -97,6 +97,12 @@ impl Handler {
         &self.forwarder
     }
 
+    /// `server.tcp_connections` and `server.tcp_idle_timeout` of the runtime in force.
+    pub fn tcp_limits(&self) -> (usize, std::time::Duration) {
+        let server = &self.runtime.load().config.server;
+        (server.tcp_connections, server.tcp_idle_timeout)
+    }
+
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut out: R) -> ResponseInfo {
         let edns = request.edns.as_ref().map(response_edns);
         // Answers repeat the question bytes as sent, behind a different header: a name that
@@ -475,7 +481,8 @@ impl Handler {
     }
 }
 
-/// The handler shared between kidsafe's UDP loops and hickory-server (TCP).
+/// The handler as a hickory-server [`RequestHandler`] behind an `Arc` (the fuzz targets and
+/// anything else that drives hickory-server with it).
 #[derive(Clone)]
 pub struct SharedHandler(pub Arc<Handler>);
 

@@ -8,7 +8,8 @@
 //! - [`doh`]: DNS over HTTPS upstreams, one shared HTTP/2 connection each.
 //! - [`ratelimit`]: a token bucket per client address.
 //! - [`rebind`]: upstream answers pointing public names into the LAN are emptied.
-//! - [`udp`]: kidsafe's own UDP loop (TCP is served by hickory-server).
+//! - [`tcp`]: kidsafe's own TCP loop: a cap on connections, an idle timeout, pipelining.
+//! - [`udp`]: kidsafe's own UDP loop.
 //! - [`upstream`]: fresh queries to the configured resolvers (UDP with TCP retry, TCP, TLS,
 //!   HTTPS), health, and the order they are asked in.
 //!
@@ -21,6 +22,7 @@ pub mod doh;
 pub mod handler;
 pub mod ratelimit;
 pub mod rebind;
+pub mod tcp;
 pub mod udp;
 pub mod upstream;
 

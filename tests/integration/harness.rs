@@ -288,7 +288,6 @@ impl Daemon {
             .expect("config and lists load");
         let listeners = Listeners::bind(&rt.config.server.listen, 2).expect("bind");
         let addr = listeners.local_addrs()[0];
-        let idle = rt.config.server.tcp_idle_timeout;
         let state_dir = rt.config.server.state_dir.clone();
         let shared = runtime::share(rt);
         let shutdown = CancellationToken::new();
@@ -304,7 +303,7 @@ impl Daemon {
         });
         let handler = kidsafe::dns::Handler::new(shared.clone());
         let forwarder = handler.forwarder().clone();
-        let task = tokio::spawn(server::serve(handler, listeners, idle, shutdown.clone()));
+        let task = tokio::spawn(server::serve(handler, listeners, shutdown.clone()));
         Self {
             addr,
             dir,

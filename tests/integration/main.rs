@@ -11,4 +11,5 @@ mod profiles;
 mod reload;
 mod resilience;
 mod service;
+mod tcp;
 mod wire;
