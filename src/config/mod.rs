@@ -187,6 +187,11 @@ pub struct CacheConfig {
     /// Default `"1d"`.
     #[serde(default = "default_serve_stale")]
     pub serve_stale: Spanned<String>,
+    /// Prefetch: an answer asked for at least twice from the cache, and asked again in the last
+    /// tenth of its TTL, is refreshed once in the background, so popular names never expire
+    /// while clients keep asking. Default true.
+    #[serde(default = "default_true")]
+    pub prefetch: bool,
 }
 
 impl Default for CacheConfig {
@@ -196,6 +201,7 @@ impl Default for CacheConfig {
             max_ttl: default_cache_max_ttl(),
             max_negative_ttl: default_cache_negative_ttl(),
             serve_stale: default_serve_stale(),
+            prefetch: true,
         }
     }
 }
@@ -611,6 +617,8 @@ pub struct CacheSettings {
     pub max_negative_ttl: u32,
     /// How long after expiry an answer may still be served when upstreams fail (zero: never).
     pub serve_stale: Duration,
+    /// Whether popular answers are refreshed before they expire.
+    pub prefetch: bool,
 }
 
 /// `[stats]`, checked.
@@ -1093,6 +1101,7 @@ impl Checker<'_> {
             max_ttl: max_ttl?,
             max_negative_ttl: max_negative_ttl?,
             serve_stale: serve_stale?,
+            prefetch: c.prefetch,
         })
     }
 

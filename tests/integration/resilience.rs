@@ -314,3 +314,78 @@ async fn fastest_sends_most_queries_to_the_quicker_upstream_and_notices_a_change
     );
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_popular_answer_is_refreshed_in_the_background_before_it_expires() {
+    const TTL: u32 = 5;
+    let (old, new) = (Ipv4Addr::new(192, 0, 2, 61), Ipv4Addr::new(192, 0, 2, 62));
+    let upstream = FakeUpstream::start(IpAddr::V4(old), TTL).await;
+    let daemon = Daemon::start(upstream.addr).await;
+    let (popular, once) = ("popular.prefetch.test.", "once.prefetch.test.");
+
+    let started = Instant::now();
+    assert_eq!(
+        a_records(&ask(daemon.addr, popular, RecordType::A).await),
+        vec![old]
+    );
+    assert_eq!(
+        a_records(&ask(daemon.addr, once, RecordType::A).await),
+        vec![old]
+    );
+    // Popular: asked again from the cache early on.
+    assert_eq!(
+        a_records(&ask(daemon.addr, popular, RecordType::A).await),
+        vec![old]
+    );
+    assert_eq!(upstream.queries(), 2);
+
+    // The upstream's answer changes. In the last tenth of the TTL (0.5 s of 5 s) both names are
+    // asked again: both come from the cache, and only the popular one is refreshed.
+    upstream.set_answer(IpAddr::V4(new), 300, Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(4600).saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        a_records(&ask(daemon.addr, popular, RecordType::A).await),
+        vec![old]
+    );
+    assert_eq!(
+        a_records(&ask(daemon.addr, once, RecordType::A).await),
+        vec![old]
+    );
+    let asked_late = started.elapsed();
+    upstream.wait_queries(3).await;
+    // Let the refresh land in the cache, then take the upstream away.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    upstream.set_silent(true);
+    let before_expiry = upstream.queries();
+
+    // Past the old answer's expiry: the popular name is answered fresh from the cache, with
+    // the refreshed record and no upstream query; the other one has expired and needs one.
+    tokio::time::sleep(Duration::from_millis(5300).saturating_sub(started.elapsed())).await;
+    let refreshed = ask(daemon.addr, popular, RecordType::A).await;
+    assert_eq!(a_records(&refreshed), vec![new]);
+    assert!(
+        refreshed.answers[0].ttl > 250,
+        "a fresh TTL: {}",
+        refreshed.answers[0].ttl
+    );
+    assert_eq!(
+        upstream.queries(),
+        before_expiry,
+        "served without asking upstream"
+    );
+    let expired = ask(daemon.addr, once, RecordType::A).await;
+    assert_eq!(
+        a_records(&expired),
+        vec![old],
+        "served stale: upstream silent"
+    );
+    assert_eq!(expired.answers[0].ttl, 30);
+    println!(
+        "prefetch: late asks at {asked_late:?}; upstream queries {before_expiry} before expiry \
+         (2 misses + 1 prefetch), {} after (1 for the unpopular name)",
+        upstream.queries()
+    );
+    assert_eq!(before_expiry, 3, "one prefetch, for the popular name only");
+    assert_eq!(upstream.queries(), 4);
+    daemon.stop().await;
+}
