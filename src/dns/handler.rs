@@ -238,6 +238,13 @@ impl Handler {
             let [more, authorities, additionals] = resolved.sections(ttl_cap);
             answers.extend(more);
             let ad = wants_ad && answer.authentic_data;
+            let stale_edns = matches!(resolved, Resolved::Stale(_))
+                .then(|| reply.edns.map(|e| with_ede(e, EDE_STALE, "")))
+                .flatten();
+            let reply = Reply {
+                edns: stale_edns.as_ref().or(reply.edns),
+                ..reply
+            };
             return reply
                 .records(
                     &mut out,
@@ -276,6 +283,12 @@ impl Handler {
             Resolved::Stale(stale) => {
                 let [answers, authorities, additionals] = stale.stale_capped(ttl_cap);
                 let ad = wants_ad && stale.authentic_data;
+                // RFC 8914 code 3: the client (or its admin) can tell the upstreams are down.
+                let edns = reply.edns.map(|e| with_ede(e, EDE_STALE, ""));
+                let reply = Reply {
+                    edns: edns.as_ref().or(reply.edns),
+                    ..reply
+                };
                 reply
                     .records(
                         &mut out,
@@ -381,13 +394,8 @@ impl Handler {
         let made = answer::block(style, ttl, name, qtype);
         // RFC 8914: say why (the category), never what matched.
         let edns = reply.edns.map(|e| {
-            let mut e = e.clone();
             let category = reason.category(&runtime.lists.categories);
-            let mut payload = EDE_BLOCKED.to_be_bytes().to_vec();
-            payload.extend_from_slice(format!("category={category}").as_bytes());
-            e.options_mut()
-                .insert(EdnsOption::Unknown(EDE_OPTION, payload));
-            e
+            with_ede(e, EDE_BLOCKED, &format!("category={category}"))
         });
         let with_ede = Reply {
             request: reply.request,
@@ -462,6 +470,18 @@ const REWRITE_TTL: u32 = 300;
 const EDE_OPTION: u16 = 15;
 /// Extended DNS Error info code "Blocked".
 const EDE_BLOCKED: u16 = 15;
+/// Extended DNS Error info code "Stale Answer".
+const EDE_STALE: u16 = 3;
+
+/// `edns` with an Extended DNS Error (RFC 8914): `code` and its extra text.
+fn with_ede(edns: &Edns, code: u16, text: &str) -> Edns {
+    let mut e = edns.clone();
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(text.as_bytes());
+    e.options_mut()
+        .insert(EdnsOption::Unknown(EDE_OPTION, payload));
+    e
+}
 
 /// The block reason if a CNAME in `answer` points at a name this profile blocks.
 fn cloaked(runtime: &Runtime, profile: usize, answer: &Answer) -> Option<BlockReason> {

@@ -51,6 +51,12 @@ async fn an_expired_answer_is_served_stale_when_every_upstream_is_dead() {
     let fresh = ask(daemon.addr, "stale.example.test.", RecordType::A).await;
     assert_eq!(a_records(&fresh), vec![answer]);
     assert_eq!(fresh.answers[0].ttl, 1);
+    assert!(
+        fresh.edns.as_ref().is_some_and(|e| e
+            .option(hickory_proto::rr::rdata::opt::EdnsCode::Unknown(15))
+            .is_none()),
+        "no EDE on a fresh answer"
+    );
 
     // The TTL runs out and the upstream dies.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -61,6 +67,14 @@ async fn an_expired_answer_is_served_stale_when_every_upstream_is_dead() {
     assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
     assert_eq!(a_records(&stale), vec![answer]);
     assert_eq!(stale.answers[0].ttl, 30, "RFC 8767 stale TTL");
+    let ede = stale
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Unknown(15)));
+    assert!(
+        matches!(ede, Some(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data)) if data.as_slice() == [0, 3]),
+        "EDE 3 \"Stale Answer\": {ede:?}"
+    );
     assert_eq!(upstream.queries(), 2, "the upstream was asked first");
 
     // A name never seen has nothing stale: SERVFAIL.
