@@ -6,8 +6,8 @@
 //! a DoH connection is kept per upstream and shared: every query is one HTTP/2 stream on it, so
 //! a burst of cache misses costs one TLS handshake, not one each.
 //!
-//! Invariants: one connection slot per configured DoH upstream (the map is pruned to the
-//! configured set); a connection that fails an exchange is dropped from its slot, and the
+//! Invariants: one connection slot per DoH upstream used (at most `MAX_SLOTS`: past it the
+//! map starts afresh); a connection that fails an exchange is dropped from its slot, and the
 //! exchange is tried once more on a fresh connection if it had been reused (a server may close
 //! an idle HTTP/2 connection at any time; that is not a sign the upstream is down). The
 //! answer must match the question, with ID 0 as RFC 8484 recommends for caching.
@@ -26,6 +26,10 @@ use crate::config::UpstreamServer;
 /// One upstream's connection, and the TLS settings it was made with (a reload that changes
 /// `tls_ca_file` must not keep using a connection verified under the old roots).
 type Slot = Arc<tokio::sync::Mutex<Option<(Arc<rustls::ClientConfig>, HttpsClientStream)>>>;
+
+/// Connection slots kept before they are all dropped: far more than any config has DoH
+/// upstreams, so only a long history of reloads that changed them reaches it.
+const MAX_SLOTS: usize = 32;
 
 /// The shared HTTP/2 connections to DoH upstreams, by upstream.
 #[derive(Default)]
@@ -53,17 +57,14 @@ impl DohConnections {
         self.len() == 0
     }
 
-    /// Forgets the slots of upstreams no longer configured.
-    pub fn prune(&self, servers: &[UpstreamServer]) {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if slots.len() > servers.len() {
-            slots.retain(|key, _| servers.iter().any(|s| s.to_string() == *key));
-        }
-    }
-
     fn slot(&self, server: &UpstreamServer) -> Slot {
         let key = server.to_string();
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if !slots.contains_key(&key) && slots.len() >= MAX_SLOTS {
+            // Reloads replaced the upstreams many times over: start afresh (the upstreams still
+            // configured reconnect on their next query).
+            slots.clear();
+        }
         Arc::clone(slots.entry(key).or_default())
     }
 
