@@ -78,7 +78,6 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         ),
         None => None,
     };
-    let tcp_idle = runtime.config.server.tcp_idle_timeout;
     let state_dir = runtime.config.server.state_dir.clone();
     let collector = Arc::new(Collector::default());
     collector.register(Arc::clone(&runtime.counters));
@@ -155,7 +154,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
             let line = shared.load().status_line(1);
             n.notify(&format!("READY=1\nSTATUS={line}"));
         }
-        let served = server::serve(handler, listeners, tcp_idle, shutdown).await;
+        let served = server::serve(handler, listeners, shutdown).await;
         flush_stop.cancel();
         let _ = flusher.await;
         watchdog_stop.cancel();

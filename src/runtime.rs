@@ -35,7 +35,7 @@ pub struct Runtime {
     neighbours: Mutex<HashMap<Mac, Vec<IpAddr>>>,
     /// How long the build took (reported at start and reload).
     pub build_time: Duration,
-    /// TLS client settings for `tls://` upstreams (None when there are none).
+    /// TLS client settings for `tls://` and `https://` upstreams (None when there are none).
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Which feed lists this runtime serves.
     pub feed: FeedInUse,
@@ -191,10 +191,13 @@ impl Runtime {
     /// The TLS client settings for `tls://` upstreams of `config` (None when it has none).
     pub fn upstream_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, BuildError> {
         let upstream = &config.upstream;
-        let wanted = upstream
-            .servers
-            .iter()
-            .any(|s| matches!(s, crate::config::UpstreamServer::Tls { .. }));
+        let wanted = upstream.servers.iter().any(|s| {
+            matches!(
+                s,
+                crate::config::UpstreamServer::Tls { .. }
+                    | crate::config::UpstreamServer::Https { .. }
+            )
+        });
         if !wanted {
             return Ok(None);
         }

@@ -1,29 +1,29 @@
-//! Sockets and the serving loop: binds every `listen` address for UDP and TCP, hands them to
-//! hickory-server with our [`Handler`], and runs until told to stop.
+//! Sockets and the serving loop: binds every `listen` address for UDP and TCP, serves them
+//! with our [`Handler`], and runs until told to stop.
 //!
 //! Binding is separate from serving so that the daemon can fail fast (and tests can learn the
-//! ephemeral port) before anything answers. UDP is served by kidsafe's own loop
-//! ([`crate::dns::udp`]), TCP by hickory-server; both call the same handler. On Linux each address gets one UDP socket per worker
-//! thread with `SO_REUSEPORT`, so the kernel spreads queries across cores without a shared lock.
+//! ephemeral port) before anything answers. UDP and TCP are served by kidsafe's own loops
+//! ([`crate::dns::udp`], [`crate::dns::tcp`]: hickory-server's TCP listener cannot cap its
+//! connections); both call the same handler. On Linux each address gets one UDP socket per
+//! worker thread with `SO_REUSEPORT`, so the kernel spreads queries across cores without a
+//! shared lock.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
-use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use std::sync::Arc;
 
-use crate::dns::{Handler, SharedHandler, udp};
+use crate::dns::tcp::TcpStats;
+use crate::dns::{Handler, tcp, udp};
 
 /// Kernel receive buffer asked for on UDP sockets, to ride out bursts (capped by `rmem_max`).
 const UDP_RECV_BUFFER: usize = 4 << 20;
 /// TCP accept backlog.
 const TCP_BACKLOG: i32 = 1024;
-/// Per-connection response buffer hickory-server keeps for TCP.
-const TCP_RESPONSE_BUFFER: usize = 32;
 /// How long a stop waits for queries in flight (an upstream exchange is bounded by
 /// `upstream.timeout`, 2 s by default); well inside the unit's `TimeoutStopSec`.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -147,16 +147,16 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 }
 
 /// Serves DNS on `listeners` until `shutdown` is cancelled, then stops accepting and lets
-/// queries in flight finish (for at most [`DRAIN_GRACE`]). Must run inside a tokio runtime.
+/// queries in flight finish (for at most [`DRAIN_GRACE`]). TCP limits
+/// (`server.tcp_connections`, `server.tcp_idle_timeout`) are read from the runtime in force.
+/// Must run inside a tokio runtime.
 pub async fn serve(
     handler: Handler,
     listeners: Listeners,
-    tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let in_flight = handler.in_flight();
     let handler = Arc::new(handler);
-    let mut server = Server::new(SharedHandler(Arc::clone(&handler)));
     let io = |e: std::io::Error| ServeError::Serve(e.to_string());
     let mut udp_loops = Vec::with_capacity(listeners.udp.len());
     for socket in listeners.udp {
@@ -167,12 +167,15 @@ pub async fn serve(
             shutdown.clone(),
         )));
     }
+    let tcp_stats = Arc::new(TcpStats::default());
+    let mut tcp_loops = Vec::with_capacity(listeners.tcp.len());
     for listener in listeners.tcp {
-        server.register_listener(
+        tcp_loops.push(tokio::spawn(tcp::serve(
             tokio::net::TcpListener::from_std(listener).map_err(io)?,
-            tcp_idle_timeout,
-            TCP_RESPONSE_BUFFER,
-        );
+            Arc::clone(&handler),
+            Arc::clone(&tcp_stats),
+            shutdown.clone(),
+        )));
     }
     for addr in &listeners.addrs {
         info!(%addr, "listening (udp and tcp)");
@@ -182,10 +185,8 @@ pub async fn serve(
         in_flight = in_flight.len(),
         "stopping: no new queries accepted, finishing those in flight"
     );
-    // hickory-server aborts its per-query tasks when it shuts down, so the drain happens here,
-    // with the sockets still open for the answers: new requests are dropped (the handler sees
-    // the tracker closed), admitted ones finish. The UDP loops have stopped receiving; their
-    // answers still waiting on upstreams are part of the drain.
+    // The loops have stopped reading; the sockets stay open for the answers. New requests are
+    // dropped (the handler sees the tracker closed), admitted ones finish.
     in_flight.close();
     if tokio::time::timeout(DRAIN_GRACE, in_flight.wait())
         .await
@@ -196,9 +197,19 @@ pub async fn serve(
             "queries still in flight after the drain grace period; stopping anyway"
         );
     }
-    let tcp = server.shutdown_gracefully().await;
     for udp_loop in udp_loops {
         let _ = udp_loop.await;
     }
-    tcp.map_err(|e| ServeError::Serve(e.to_string()))
+    // A TCP client that stopped reading could hold its connection's writer forever: what is
+    // not written within a second of the drain is abandoned.
+    for tcp_loop in tcp_loops {
+        let abort = tcp_loop.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(1), tcp_loop)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    Ok(())
 }

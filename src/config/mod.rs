@@ -142,9 +142,14 @@ pub struct ServerConfig {
     /// Most requests handled at once; beyond it new ones are dropped. Default 4096.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: Spanned<usize>,
-    /// Idle TCP connections are closed after this. Default `"10s"`.
+    /// A TCP connection with no query for this long (and no answer still owed) is closed.
+    /// Between 100ms and 10m. Default `"10s"`.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: Spanned<String>,
+    /// Most client TCP connections open at once, over all `listen` addresses; one more is
+    /// closed as soon as it is accepted. Between 1 and 65535. Default 256.
+    #[serde(default = "default_tcp_connections")]
+    pub tcp_connections: Spanned<usize>,
     /// IANA time zone for schedules, e.g. `"Europe/Tirane"`. Default: the system's.
     pub timezone: Option<Spanned<String>>,
     /// Neighbour tables read to match clients by MAC address: files in `/proc/net/arp` or
@@ -173,6 +178,7 @@ impl Default for ServerConfig {
             threads: 0,
             max_in_flight: default_max_in_flight(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            tcp_connections: default_tcp_connections(),
             timezone: None,
             neighbour_tables: default_neighbour_tables(),
             rate_limit: default_rate_limit(),
@@ -187,11 +193,15 @@ impl Default for ServerConfig {
 pub struct UpstreamConfig {
     /// Resolvers to forward to, tried in order: `"9.9.9.9:53"`, `"9.9.9.9"` (port 53) or
     /// `"udp://9.9.9.9:53"` (UDP with a TCP retry when an answer is truncated), `"tcp://…"`
-    /// (TCP only), or `"tls://9.9.9.9:853#dns.quad9.net"` (DNS over TLS, port 853 by default;
+    /// (TCP only), `"tls://9.9.9.9:853#dns.quad9.net"` (DNS over TLS, port 853 by default;
     /// the certificate must be valid for the name after `#`, or for the IP address without
-    /// one). An IP address is required: kidsafe may be the machine's own resolver.
+    /// one), or DNS over HTTPS (HTTP/2, port 443 by default):
+    /// `"https://9.9.9.9/dns-query#dns.quad9.net"` or, the same,
+    /// `"https://dns.quad9.net/dns-query#9.9.9.9"`. An IP address is required: kidsafe may be
+    /// the machine's own resolver, so it never looks an upstream's name up.
     pub servers: Spanned<Vec<Spanned<String>>>,
-    /// A PEM file of extra certificate authorities trusted for `tls://` upstreams, besides the
+    /// A PEM file of extra certificate authorities trusted for `tls://` and `https://`
+    /// upstreams, besides the
     /// built-in Mozilla roots (e.g. a school's own CA). Default: none.
     #[serde(default)]
     pub tls_ca_file: Option<Spanned<String>>,
@@ -203,7 +213,10 @@ pub struct UpstreamConfig {
     #[serde(default = "default_upstream_in_flight")]
     pub max_in_flight: Spanned<usize>,
     /// How upstreams are chosen: `"failover"` (default) asks them in the order written,
-    /// skipping one that stopped answering until a later query finds it back.
+    /// skipping one that stopped answering until a later query finds it back; `"fastest"`
+    /// asks first the answering one with the lowest smoothed round-trip time, and one query
+    /// in 32 (or any whose last measure is over a minute old) goes to another, so an upstream
+    /// that became faster is found again.
     #[serde(default = "default_strategy")]
     pub strategy: Spanned<String>,
     /// DNS-rebinding protection: an upstream answer that maps a name to a private, loopback or
@@ -235,6 +248,11 @@ pub struct CacheConfig {
     /// Default `"1d"`.
     #[serde(default = "default_serve_stale")]
     pub serve_stale: Spanned<String>,
+    /// Prefetch: an answer asked for at least twice from the cache, and asked again in the last
+    /// tenth of its TTL, is refreshed once in the background, so popular names never expire
+    /// while clients keep asking. Default true.
+    #[serde(default = "default_true")]
+    pub prefetch: bool,
 }
 
 impl Default for CacheConfig {
@@ -244,6 +262,7 @@ impl Default for CacheConfig {
             max_ttl: default_cache_max_ttl(),
             max_negative_ttl: default_cache_negative_ttl(),
             serve_stale: default_serve_stale(),
+            prefetch: true,
         }
     }
 }
@@ -435,6 +454,9 @@ fn default_max_in_flight() -> Spanned<usize> {
 fn default_tcp_idle_timeout() -> Spanned<String> {
     spanned("10s".into())
 }
+fn default_tcp_connections() -> Spanned<usize> {
+    spanned(256)
+}
 fn default_rate_limit() -> Spanned<u32> {
     spanned(200)
 }
@@ -612,6 +634,8 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// TCP idle timeout.
     pub tcp_idle_timeout: Duration,
+    /// Most client TCP connections open at once.
+    pub tcp_connections: usize,
     /// Time zone of schedules.
     pub timezone: jiff::tz::TimeZone,
     /// Neighbour tables for MAC matching.
@@ -655,13 +679,26 @@ pub enum UpstreamServer {
         /// The name (or IP address) the certificate must be valid for.
         name: String,
     },
+    /// DNS over HTTPS (RFC 8484), HTTP/2; the certificate is checked against `name`.
+    Https {
+        /// Where to connect: always an IP address, never looked up.
+        addr: SocketAddr,
+        /// The name (or IP address) the certificate must be valid for, also sent as the
+        /// HTTP authority.
+        name: String,
+        /// The HTTP path, e.g. `/dns-query`.
+        path: String,
+    },
 }
 
 impl UpstreamServer {
     /// Its address.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            Self::Udp(a) | Self::Tcp(a) | Self::Tls { addr: a, .. } => *a,
+            Self::Udp(a)
+            | Self::Tcp(a)
+            | Self::Tls { addr: a, .. }
+            | Self::Https { addr: a, .. } => *a,
         }
     }
 }
@@ -672,6 +709,7 @@ impl std::fmt::Display for UpstreamServer {
             Self::Udp(a) => write!(f, "udp://{a}"),
             Self::Tcp(a) => write!(f, "tcp://{a}"),
             Self::Tls { addr, name } => write!(f, "tls://{addr}#{name}"),
+            Self::Https { addr, name, path } => write!(f, "https://{addr}{path}#{name}"),
         }
     }
 }
@@ -681,6 +719,9 @@ impl std::fmt::Display for UpstreamServer {
 pub enum Strategy {
     /// In the order written, skipping upstreams that stopped answering.
     Failover,
+    /// The answering upstream with the lowest smoothed round-trip time first, the others
+    /// after it by the same measure; now and then another one, so a faster one is noticed.
+    Fastest,
 }
 
 /// `[cache]`, checked.
@@ -694,6 +735,8 @@ pub struct CacheSettings {
     pub max_negative_ttl: u32,
     /// How long after expiry an answer may still be served when upstreams fail (zero: never).
     pub serve_stale: Duration,
+    /// Whether popular answers are refreshed before they expire.
+    pub prefetch: bool,
 }
 
 /// `[stats]`, checked.
@@ -1152,6 +1195,7 @@ impl Checker<'_> {
             Duration::from_millis(100),
             Duration::from_secs(600),
         );
+        let tcp_connections = self.bounded(&s.tcp_connections, "server.tcp_connections", 1, 65_535);
         let timezone = match &s.timezone {
             None => Some(jiff::tz::TimeZone::system()),
             Some(name) => match jiff::tz::TimeZone::get(name.get_ref()) {
@@ -1205,6 +1249,7 @@ impl Checker<'_> {
             threads: s.threads,
             max_in_flight: max_in_flight?,
             tcp_idle_timeout: tcp_idle_timeout?,
+            tcp_connections: tcp_connections?,
             rate_limit,
             rate_burst: rate_burst?,
         })
@@ -1242,11 +1287,12 @@ impl Checker<'_> {
         let max_in_flight = self.bounded(&u.max_in_flight, "upstream.max_in_flight", 1, 65_535);
         let strategy = match u.strategy.get_ref().as_str() {
             "failover" => Some(Strategy::Failover),
+            "fastest" => Some(Strategy::Fastest),
             _ => {
                 self.problem(
                     &u.strategy,
                     "upstream.strategy",
-                    "must be \"failover\" (upstreams in the order written)",
+                    "must be \"failover\" (upstreams in the order written) or \"fastest\" (the quickest to answer first)",
                 );
                 None
             }
@@ -1282,6 +1328,7 @@ impl Checker<'_> {
             max_ttl: max_ttl?,
             max_negative_ttl: max_negative_ttl?,
             serve_stale: serve_stale?,
+            prefetch: c.prefetch,
         })
     }
 
@@ -1614,7 +1661,8 @@ pub fn parse_network(text: &str) -> Result<IpNet, String> {
 }
 
 /// Parses an upstream: `ip:port` or `ip` (port 53), optionally after `udp://` or `tcp://`,
-/// or `tls://ip[:port][#name]` (port 853).
+/// `tls://ip[:port][#name]` (port 853), or DNS over HTTPS (port 443):
+/// `https://ip[:port]/path[#name]` or `https://name[:port]/path#ip`.
 pub fn parse_upstream(text: &str) -> Result<UpstreamServer, String> {
     let (scheme, rest) = text.split_once("://").unwrap_or(("udp", text));
     let example =
@@ -1652,11 +1700,68 @@ pub fn parse_upstream(text: &str) -> Result<UpstreamServer, String> {
             };
             Ok(UpstreamServer::Tls { addr, name })
         }
-        "https" => Err(format!(
-            "\"{text}\": DNS over HTTPS upstreams are not supported yet; use DNS over TLS, e.g. \"tls://9.9.9.9:853#dns.quad9.net\""
-        )),
+        "https" => parse_https(text, rest),
         other => Err(format!("unknown upstream scheme \"{other}://\"; {example}")),
     }
+}
+
+/// `https://ip[:port]/path[#name]` (the certificate is checked against `name`, or the IP
+/// without one) or `https://name[:port]/path#ip` (the IP is the bootstrap address). Either
+/// way the address is written down: a DoH upstream's name is never looked up, because the
+/// system resolver of a router is kidsafe itself.
+fn parse_https(text: &str, rest: &str) -> Result<UpstreamServer, String> {
+    let example = "write e.g. \"https://9.9.9.9/dns-query#dns.quad9.net\" or \"https://dns.quad9.net/dns-query#9.9.9.9\"";
+    let (url, fragment) = match rest.split_once('#') {
+        Some((url, f)) => (url, Some(f)),
+        None => (rest, None),
+    };
+    let (authority, path) = match url.find('/') {
+        Some(i) => url.split_at(i),
+        None => (url, "/dns-query"),
+    };
+    if path.contains(['?', ' ']) || path.is_empty() {
+        return Err(format!(
+            "\"{text}\": the path must be a plain path such as \"/dns-query\" (queries are sent by POST); {example}"
+        ));
+    }
+    let bad_name =
+        |n: &str| format!("\"{n}\" is not a name a certificate can be checked against; {example}");
+    let valid_name = |n: &str| !n.is_empty() && rustls::pki_types::ServerName::try_from(n).is_ok();
+    if let Some(addr) = socket_addr(authority, 443) {
+        // The IP is in the URL; the fragment, if any, is the certificate's name.
+        let name = match fragment {
+            Some(n) if valid_name(n) => n.to_string(),
+            Some(n) => return Err(bad_name(n)),
+            None => addr.ip().to_string(),
+        };
+        return Ok(UpstreamServer::Https {
+            addr,
+            name,
+            path: path.to_string(),
+        });
+    }
+    // A host name in the URL: the fragment must be the address to connect to.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("\"{text}\": \"{p}\" is not a port; {example}"))?,
+        ),
+        None => (authority, 443),
+    };
+    if !valid_name(host) {
+        return Err(bad_name(host));
+    }
+    let Some(ip) = fragment.and_then(|f| f.parse::<IpAddr>().ok()) else {
+        return Err(format!(
+            "\"{text}\": a DoH upstream written with a host name needs its IP address after \"#\" (kidsafe may be this machine's own resolver, so it cannot look the name up); {example}"
+        ));
+    };
+    Ok(UpstreamServer::Https {
+        addr: SocketAddr::new(ip, port),
+        name: host.to_string(),
+        path: path.to_string(),
+    })
 }
 
 /// `ip:port`, or `ip` with `default_port` (IPv6 as `[::1]:53` or bare `::1`).

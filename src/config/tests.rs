@@ -105,7 +105,29 @@ fn upstream_forms() {
         "tls://9.9.9.9:853#dns.quad9.net"
     );
     assert_eq!(ok("tls://1.1.1.1:8853"), "tls://1.1.1.1:8853#1.1.1.1");
+    // DoH: the IP in the URL and the certificate's name after '#', or the other way round.
+    assert_eq!(
+        ok("https://9.9.9.9/dns-query#dns.quad9.net"),
+        "https://9.9.9.9:443/dns-query#dns.quad9.net"
+    );
+    assert_eq!(
+        ok("https://dns.quad9.net:8443/dns-query#9.9.9.9"),
+        "https://9.9.9.9:8443/dns-query#dns.quad9.net"
+    );
+    assert_eq!(
+        ok("https://[2620:fe::fe]/q"),
+        "https://[2620:fe::fe]:443/q#2620:fe::fe"
+    );
+    assert_eq!(
+        ok("https://1.1.1.1"),
+        "https://1.1.1.1:443/dns-query#1.1.1.1"
+    );
     for bad in [
+        "https://dns.quad9.net/dns-query",
+        "https://dns.quad9.net/dns-query#dns.quad9.net",
+        "https://9.9.9.9/dns-query?dns=x",
+        "https://9.9.9.9/dns-query#bad name",
+        "https://dns.quad9.net:port/dns-query#9.9.9.9",
         "tls://9.9.9.9#",
         "tls://9.9.9.9#bad name",
         "quic://9.9.9.9",
@@ -201,7 +223,7 @@ fn semantic_errors_point_at_the_value() {
         (
             "servers = [\"127.0.0.1:53\"]",
             "servers = [\"https://dns.quad9.net/dns-query\"]",
-            "not supported yet",
+            "needs its IP address after \"#\"",
         ),
         (
             "servers = [\"127.0.0.1:53\"]",
@@ -224,13 +246,18 @@ fn semantic_errors_point_at_the_value() {
             "must be between 1 and 65535",
         ),
         (
+            "servers = [\"127.0.0.1:53\"]",
+            "servers = [\"127.0.0.1:53\"]\n[server]\ntcp_connections = 0",
+            "must be between 1 and 65535",
+        ),
+        (
             "block = [\"adult\"]",
             "block = [\"adult\"]\nallow = [\"not a name\"]",
             "not a domain name",
         ),
         (
             "[upstream]\n",
-            "[upstream]\nstrategy = \"fastest\"\n",
+            "[upstream]\nstrategy = \"quickest\"\n",
             "must be \"failover\"",
         ),
         (

@@ -9,8 +9,14 @@
 //! its expiry (the map's size bound still evicts it when room is needed), so that when every
 //! upstream fails it can be given out with [`STALE_TTL`] instead of SERVFAIL. A fresh lookup
 //! never returns it.
+//!
+//! Prefetch: an answer asked for from the cache at least [`PREFETCH_MIN_HITS`] times, and asked
+//! again with less than a tenth of its lifetime left, is due for one background refresh
+//! ([`Answer::hit_wants_prefetch`] says so once per answer), so a popular name is renewed
+//! before it expires and clients never see it miss.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -19,6 +25,11 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 /// The TTL of every record in a stale answer: RFC 8767 recommends 30 s, so clients come back
 /// soon and find the fresh answer once an upstream is reachable again.
 pub const STALE_TTL: u32 = 30;
+
+/// Cache hits (the one asking included) an answer needs before it is prefetched.
+pub const PREFETCH_MIN_HITS: u32 = 2;
+/// An answer is prefetched when less than 1/`PREFETCH_WINDOW` of its lifetime is left.
+pub const PREFETCH_WINDOW: u32 = 10;
 
 /// What an answer is cached under. The DO and CD bits change what an upstream returns.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -48,6 +59,10 @@ pub struct Answer {
     pub additionals: Vec<Record>,
     stored: Instant,
     lifetime: u32,
+    /// Times it was served from the cache.
+    hits: AtomicU32,
+    /// Whether its refresh was started (one per answer).
+    prefetched: AtomicBool,
 }
 
 impl Answer {
@@ -85,7 +100,24 @@ impl Answer {
             additionals: message.additionals,
             stored: Instant::now(),
             lifetime,
+            hits: AtomicU32::new(0),
+            prefetched: AtomicBool::new(false),
         }
+    }
+
+    /// Counts a cache hit at `now`, and says whether this hit should start the answer's one
+    /// background refresh: it has been asked for [`PREFETCH_MIN_HITS`] times, and less than
+    /// a [`PREFETCH_WINDOW`]th of its lifetime is left. True at most once per answer.
+    pub fn hit_wants_prefetch(&self, now: Instant) -> bool {
+        let hits = self.hits.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if hits < PREFETCH_MIN_HITS {
+            return false;
+        }
+        let lifetime = Duration::from_secs(u64::from(self.lifetime));
+        let left = lifetime.saturating_sub(now.saturating_duration_since(self.stored));
+        !left.is_zero()
+            && left * PREFETCH_WINDOW < lifetime
+            && !self.prefetched.swap(true, Ordering::Relaxed)
     }
 
     /// Whole seconds since the answer was stored, if it is still fresh.
@@ -271,6 +303,31 @@ mod tests {
     fn soa(ttl: u32, minimum: u32) -> Record {
         let rdata = SOA::new(name("ns.example."), name("h.example."), 1, 1, 1, 1, minimum);
         Record::from_rdata(name("example."), ttl, RData::SOA(rdata))
+    }
+
+    #[test]
+    fn a_popular_answer_near_expiry_is_prefetched_once() {
+        let answer = Answer::from_upstream(
+            message(ResponseCode::NoError, vec![a(100)], vec![]),
+            86_400,
+            3600,
+        );
+        let t0 = answer.stored;
+        // Asked once, late: not popular enough.
+        assert!(!answer.hit_wants_prefetch(t0 + Duration::from_secs(95)));
+        // Asked again with more than a tenth left: not yet.
+        assert!(!answer.hit_wants_prefetch(t0 + Duration::from_secs(89)));
+        // Popular and with 9 s of 100 left: once, and only once.
+        assert!(answer.hit_wants_prefetch(t0 + Duration::from_secs(91)));
+        assert!(!answer.hit_wants_prefetch(t0 + Duration::from_secs(92)));
+        // Expired: never (that is a miss, not a prefetch).
+        let other = Answer::from_upstream(
+            message(ResponseCode::NoError, vec![a(100)], vec![]),
+            86_400,
+            3600,
+        );
+        assert!(!other.hit_wants_prefetch(other.stored));
+        assert!(!other.hit_wants_prefetch(other.stored + Duration::from_secs(100)));
     }
 
     #[test]

@@ -25,17 +25,18 @@ pub struct Coalescer {
 }
 
 /// Whether this query asks the upstream or waits for another that does.
-pub enum Role<'a> {
+pub enum Role {
     /// Ask the upstream, then [`Leader::finish`].
-    Leader(Leader<'a>),
+    Leader(Leader),
     /// Wait with [`Follower::outcome`].
     Follower(Follower),
 }
 
 impl Coalescer {
     /// Joins the resolution of `key`: the first caller leads, later ones follow until the
-    /// leader finishes.
-    pub fn join(&self, key: &CacheKey) -> Role<'_> {
+    /// leader finishes. The leader holds the coalescer, so it may finish in another task (a
+    /// prefetch in the background).
+    pub fn join(self: &Arc<Self>, key: &CacheKey) -> Role {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = waiting.get(key) {
             return Role::Follower(Follower(slot.clone()));
@@ -43,7 +44,7 @@ impl Coalescer {
         let (tx, rx) = watch::channel(None);
         waiting.insert(key.clone(), rx);
         Role::Leader(Leader {
-            coalescer: self,
+            coalescer: Arc::clone(self),
             key: key.clone(),
             tx,
         })
@@ -71,13 +72,13 @@ impl Coalescer {
 }
 
 /// The query that asks the upstream for everyone.
-pub struct Leader<'a> {
-    coalescer: &'a Coalescer,
+pub struct Leader {
+    coalescer: Arc<Coalescer>,
     key: CacheKey,
     tx: watch::Sender<Option<Outcome>>,
 }
 
-impl Leader<'_> {
+impl Leader {
     /// Hands the outcome to every follower and ends the shared resolution.
     pub fn finish(self, outcome: Outcome) {
         // Remove first: a query arriving after this point finds the cache (or leads anew),
@@ -87,7 +88,7 @@ impl Leader<'_> {
     }
 }
 
-impl Drop for Leader<'_> {
+impl Drop for Leader {
     fn drop(&mut self) {
         // Already removed by `finish`, or the leader was cancelled: either way the slot goes,
         // and followers of a cancelled leader see the sender dropped.
@@ -132,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_share_the_leaders_outcome_and_the_slot_is_freed() {
-        let c = Coalescer::default();
+        let c = Arc::new(Coalescer::default());
         let Role::Leader(leader) = c.join(&key("a.test.")) else {
             panic!("first caller leads");
         };
@@ -154,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_leader_releases_its_followers() {
-        let c = Coalescer::default();
+        let c = Arc::new(Coalescer::default());
         let Role::Leader(leader) = c.join(&key("a.test.")) else {
             panic!("leads");
         };

@@ -9,7 +9,9 @@
 //! 3. client → profile → [`Decision`]; a block is answered locally, whatever the query type;
 //! 4. otherwise cache, then upstream (identical concurrent misses share one upstream query;
 //!    answers pointing public names into the LAN are emptied), and when every upstream fails,
-//!    an expired answer (serve-stale) before SERVFAIL.
+//!    an expired answer (serve-stale) before SERVFAIL. A popular cached answer asked for in the
+//!    last tenth of its lifetime is refreshed in the background (prefetch), as one more
+//!    leader of the same coalescer, so it never expires while clients keep asking.
 //!
 //! The request path never fails: every internal problem maps to SERVFAIL or REFUSED. Its locks
 //! are short and sharded or per miss (the runtime is an `ArcSwap` load, the cache and the rate
@@ -56,7 +58,7 @@ pub struct Handler {
     forwarder: Forwarder,
     requests: Semaphore,
     in_flight: TaskTracker,
-    coalescer: Coalescer,
+    coalescer: Arc<Coalescer>,
     limiter: RateLimiter,
 }
 
@@ -76,7 +78,7 @@ impl Handler {
             forwarder,
             requests,
             in_flight: TaskTracker::new(),
-            coalescer: Coalescer::default(),
+            coalescer: Arc::default(),
             limiter: RateLimiter::default(),
         }
     }
@@ -95,6 +97,12 @@ impl Handler {
     /// The upstream forwarder (for `/metrics`).
     pub fn forwarder(&self) -> &Forwarder {
         &self.forwarder
+    }
+
+    /// `server.tcp_connections` and `server.tcp_idle_timeout` of the runtime in force.
+    pub fn tcp_limits(&self) -> (usize, std::time::Duration) {
+        let server = &self.runtime.load().config.server;
+        (server.tcp_connections, server.tcp_idle_timeout)
     }
 
     async fn answer<R: ResponseHandler>(&self, request: &Request, mut out: R) -> ResponseInfo {
@@ -230,6 +238,13 @@ impl Handler {
             let [more, authorities, additionals] = resolved.sections(ttl_cap);
             answers.extend(more);
             let ad = wants_ad && answer.authentic_data;
+            let stale_edns = matches!(resolved, Resolved::Stale(_))
+                .then(|| reply.edns.map(|e| with_ede(e, EDE_STALE, "")))
+                .flatten();
+            let reply = Reply {
+                edns: stale_edns.as_ref().or(reply.edns),
+                ..reply
+            };
             return reply
                 .records(
                     &mut out,
@@ -268,6 +283,12 @@ impl Handler {
             Resolved::Stale(stale) => {
                 let [answers, authorities, additionals] = stale.stale_capped(ttl_cap);
                 let ad = wants_ad && stale.authentic_data;
+                // RFC 8914 code 3: the client (or its admin) can tell the upstreams are down.
+                let edns = reply.edns.map(|e| with_ede(e, EDE_STALE, ""));
+                let reply = Reply {
+                    edns: edns.as_ref().or(reply.edns),
+                    ..reply
+                };
                 reply
                     .records(
                         &mut out,
@@ -294,13 +315,17 @@ impl Handler {
             checking_disabled: question.checking_disabled,
         };
         let keep_stale = runtime.config.cache.serve_stale;
-        if let Some((hit, age)) = self.cache.get(&key, Instant::now(), keep_stale) {
+        let now = Instant::now();
+        if let Some((hit, age)) = self.cache.get(&key, now, keep_stale) {
             runtime.counters.record(Outcome::Cached);
+            if runtime.config.cache.prefetch && hit.hit_wants_prefetch(now) {
+                self.prefetch(runtime, key, question);
+            }
             return Some(Resolved::Answer(hit, age));
         }
         let (fresh, counted_as) = match self.coalescer.join(&key) {
             Role::Leader(leader) => {
-                let fresh = self.fetch(runtime, &key, &question).await;
+                let fresh = fetch(&self.forwarder, &self.cache, runtime, &key, &question).await;
                 leader.finish(fresh.clone());
                 (fresh, Outcome::Forwarded)
             }
@@ -326,28 +351,20 @@ impl Handler {
         }
     }
 
-    /// Asks the upstreams, applies rebinding protection, and caches what may be cached.
-    /// `None` when no upstream answered.
-    async fn fetch(
-        &self,
-        runtime: &Runtime,
-        key: &CacheKey,
-        question: &Question,
-    ) -> Option<Arc<Answer>> {
-        let upstream = &runtime.config.upstream;
-        let tls = runtime.upstream_tls.as_ref();
-        let mut message = self.forwarder.resolve(upstream, tls, question).await.ok()?;
-        if upstream.rebind_protection {
-            rebind::strip(&mut message, &question.name, &upstream.rebind_allow);
-        }
-        let cache = &runtime.config.cache;
-        let fresh = Arc::new(Answer::from_upstream(
-            message,
-            cache.max_ttl,
-            cache.max_negative_ttl,
-        ));
-        self.cache.insert(key.clone(), Arc::clone(&fresh));
-        Some(fresh)
+    /// Refreshes `key` in the background, unless a query for it is already at the upstreams
+    /// (then that one's answer refreshes the cache anyway). Queries that miss meanwhile follow
+    /// the prefetch instead of asking again. A failed prefetch leaves the cached answer as it
+    /// was, to expire (and be served stale) as usual. Not counted as a query: no client asked.
+    fn prefetch(&self, runtime: &Arc<Runtime>, key: CacheKey, question: Question) {
+        let Role::Leader(leader) = self.coalescer.join(&key) else {
+            return;
+        };
+        let (forwarder, cache) = (self.forwarder.clone(), Arc::clone(&self.cache));
+        let runtime = Arc::clone(runtime);
+        tokio::spawn(async move {
+            let fresh = fetch(&forwarder, &cache, &runtime, &key, &question).await;
+            leader.finish(fresh);
+        });
     }
 
     /// Answers a blocked name and counts it (by profile and category only: the name and the
@@ -377,13 +394,8 @@ impl Handler {
         let made = answer::block(style, ttl, name, qtype);
         // RFC 8914: say why (the category), never what matched.
         let edns = reply.edns.map(|e| {
-            let mut e = e.clone();
             let category = reason.category(&runtime.lists.categories);
-            let mut payload = EDE_BLOCKED.to_be_bytes().to_vec();
-            payload.extend_from_slice(format!("category={category}").as_bytes());
-            e.options_mut()
-                .insert(EdnsOption::Unknown(EDE_OPTION, payload));
-            e
+            with_ede(e, EDE_BLOCKED, &format!("category={category}"))
         });
         let with_ede = Reply {
             request: reply.request,
@@ -401,6 +413,31 @@ impl Handler {
             )
             .await
     }
+}
+
+/// Asks the upstreams, applies rebinding protection, and caches what may be cached.
+/// `None` when no upstream answered.
+async fn fetch(
+    forwarder: &Forwarder,
+    answers: &AnswerCache,
+    runtime: &Runtime,
+    key: &CacheKey,
+    question: &Question,
+) -> Option<Arc<Answer>> {
+    let upstream = &runtime.config.upstream;
+    let tls = runtime.upstream_tls.as_ref();
+    let mut message = forwarder.resolve(upstream, tls, question).await.ok()?;
+    if upstream.rebind_protection {
+        rebind::strip(&mut message, &question.name, &upstream.rebind_allow);
+    }
+    let cache = &runtime.config.cache;
+    let fresh = Arc::new(Answer::from_upstream(
+        message,
+        cache.max_ttl,
+        cache.max_negative_ttl,
+    ));
+    answers.insert(key.clone(), Arc::clone(&fresh));
+    Some(fresh)
 }
 
 /// What [`Handler::resolve`] found.
@@ -433,6 +470,18 @@ const REWRITE_TTL: u32 = 300;
 const EDE_OPTION: u16 = 15;
 /// Extended DNS Error info code "Blocked".
 const EDE_BLOCKED: u16 = 15;
+/// Extended DNS Error info code "Stale Answer".
+const EDE_STALE: u16 = 3;
+
+/// `edns` with an Extended DNS Error (RFC 8914): `code` and its extra text.
+fn with_ede(edns: &Edns, code: u16, text: &str) -> Edns {
+    let mut e = edns.clone();
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(text.as_bytes());
+    e.options_mut()
+        .insert(EdnsOption::Unknown(EDE_OPTION, payload));
+    e
+}
 
 /// The block reason if a CNAME in `answer` points at a name this profile blocks.
 fn cloaked(runtime: &Runtime, profile: usize, answer: &Answer) -> Option<BlockReason> {
@@ -475,7 +524,8 @@ impl Handler {
     }
 }
 
-/// The handler shared between kidsafe's UDP loops and hickory-server (TCP).
+/// The handler as a hickory-server [`RequestHandler`] behind an `Arc` (the fuzz targets and
+/// anything else that drives hickory-server with it).
 #[derive(Clone)]
 pub struct SharedHandler(pub Arc<Handler>);
 

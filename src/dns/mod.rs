@@ -5,19 +5,24 @@
 //! - [`answer`]: the block responses kidsafe makes up.
 //! - [`cache`]: upstream answers kept for their TTL, and after it for serve-stale.
 //! - [`coalesce`]: identical concurrent cache misses share one upstream query.
+//! - [`doh`]: DNS over HTTPS upstreams, one shared HTTP/2 connection each.
 //! - [`ratelimit`]: a token bucket per client address.
 //! - [`rebind`]: upstream answers pointing public names into the LAN are emptied.
-//! - [`udp`]: kidsafe's own UDP loop (TCP is served by hickory-server).
-//! - [`upstream`]: fresh queries to the configured resolvers, UDP with TCP retry, health.
+//! - [`tcp`]: kidsafe's own TCP loop: a cap on connections, an idle timeout, pipelining.
+//! - [`udp`]: kidsafe's own UDP loop.
+//! - [`upstream`]: fresh queries to the configured resolvers (UDP with TCP retry, TCP, TLS,
+//!   HTTPS), health, and the order they are asked in.
 //!
 //! Nothing here logs a queried name or a client address, at any level.
 
 pub mod answer;
 pub mod cache;
 pub mod coalesce;
+pub mod doh;
 pub mod handler;
 pub mod ratelimit;
 pub mod rebind;
+pub mod tcp;
 pub mod udp;
 pub mod upstream;
 

@@ -4,8 +4,8 @@
 //! that a writer task drains; measured here, that costs a quarter of a core's queries. Most
 //! queries (blocks, cache hits, refusals) need no waiting at all, so this loop polls each
 //! answer once in place and sends it straight away; only an answer that must wait for an
-//! upstream becomes a task. Answers are produced by the same [`Handler`] as over TCP (which
-//! hickory-server still serves), through a [`ResponseHandler`] that captures the encoded bytes.
+//! upstream becomes a task. Answers are produced by the same [`Handler`] as over TCP (served by
+//! [`super::tcp`]), through a [`ResponseHandler`] that captures the encoded bytes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,12 +31,24 @@ const MAX_QUERY: usize = 4096;
 
 /// A [`ResponseHandler`] that keeps the encoded answer instead of sending it.
 #[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
+pub struct Capture {
+    slot: Arc<Mutex<Option<Vec<u8>>>>,
+    /// For TCP: answers up to 65535 bytes, never truncated.
+    stream: bool,
+}
 
 impl Capture {
+    /// A capture for a stream transport (TCP): no UDP size limit.
+    pub fn for_stream() -> Self {
+        Self {
+            slot: Arc::default(),
+            stream: true,
+        }
+    }
+
     /// The encoded answer, if one was produced.
     pub fn take(&self) -> Option<Vec<u8>> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
+        self.slot.lock().ok().and_then(|mut slot| slot.take())
     }
 }
 
@@ -55,29 +67,43 @@ impl ResponseHandler for Capture {
     ) -> Result<ResponseInfo, NetError> {
         // RFC 6891: without EDNS a UDP answer is at most 512 bytes; with it, what the OPT says
         // (the handler never advertises more than 1232). Records that do not fit set TC.
-        let max = response.edns().map_or(512, |e| e.max_payload().max(512));
+        // Over TCP the only limit is the 16-bit length prefix.
+        let max = if self.stream {
+            u16::MAX
+        } else {
+            response.edns().map_or(512, |e| e.max_payload().max(512))
+        };
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(max);
         let info = response.destructive_emit(&mut encoder)?;
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.slot.lock() {
             *slot = Some(bytes);
         }
         Ok(info)
     }
 }
 
-/// The answer to one raw datagram, or `None` when it gets no answer (a response, dropped by
-/// admission control). A datagram whose header parses but whose body does not gets FORMERR.
-pub async fn respond(handler: &Handler, raw: Vec<u8>, src: SocketAddr) -> Option<Vec<u8>> {
+/// The answer to one raw message (a datagram, or a TCP message without its length), or
+/// `None` when it gets no answer (a response, dropped by admission control). A message whose
+/// header parses but whose body does not gets FORMERR.
+pub async fn respond(
+    handler: &Handler,
+    raw: Vec<u8>,
+    src: SocketAddr,
+    protocol: Protocol,
+) -> Option<Vec<u8>> {
     let mut head = [0u8; 12];
     head.copy_from_slice(raw.get(..12)?);
-    match Request::from_bytes(raw, src, Protocol::Udp) {
+    match Request::from_bytes(raw, src, protocol) {
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
                 return None; // never answer responses: that is how reflection loops start
             }
-            let capture = Capture::default();
+            let capture = match protocol {
+                Protocol::Udp => Capture::default(),
+                _ => Capture::for_stream(),
+            };
             handler.admit_and_answer(&request, capture.clone()).await;
             capture.take()
         }
@@ -134,7 +160,7 @@ pub async fn serve(socket: UdpSocket, handler: Arc<Handler>, shutdown: Cancellat
         // Unconstrained: this first poll runs inside the receive loop's task, whose cooperative
         // budget would otherwise make a ready answer look pending.
         let mut answer = Box::pin(tokio::task::unconstrained(async move {
-            if let Some(bytes) = respond(&handler, raw, src).await {
+            if let Some(bytes) = respond(&handler, raw, src, Protocol::Udp).await {
                 // A UDP send almost never has to wait; when it must, wait properly.
                 match socket.try_send_to(&bytes, src) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

@@ -59,6 +59,7 @@ struct Snapshot {
     upstream_sum: f64,
     upstream_count: u64,
     upstream_errors: u64,
+    by_upstream: Vec<(String, crate::dns::upstream::UpstreamCounts)>,
     generation: u64,
     last_reload_ok: bool,
 }
@@ -86,6 +87,7 @@ impl Sources {
             upstream_sum: sum,
             upstream_count: count,
             upstream_errors: self.upstream.errors(),
+            by_upstream: self.upstream.by_upstream(),
             generation: self.reload.generation.load(Ordering::Relaxed),
             last_reload_ok: self.reload.last_ok.load(Ordering::Relaxed),
         }
@@ -160,6 +162,30 @@ impl PromCollector for Snapshot {
             None,
             MetricType::Counter,
         )?)?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "upstream_answers",
+                "Upstream exchanges answered, by upstream (its configured address).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (upstream, counts) in &self.by_upstream {
+                ConstCounter::new(counts.answers)
+                    .encode(family.encode_family(&labels(&[("upstream", upstream)]))?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "upstream_failures",
+                "Upstream exchanges that failed or timed out, by upstream.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (upstream, counts) in &self.by_upstream {
+                ConstCounter::new(counts.failures)
+                    .encode(family.encode_family(&labels(&[("upstream", upstream)]))?)?;
+            }
+        }
         encoder
             .encode_descriptor(
                 "upstream_latency_seconds",

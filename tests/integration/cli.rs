@@ -302,6 +302,26 @@ async fn no_queried_name_or_client_address_is_ever_logged() {
         body.contains("kidsafe_upstream_latency_seconds_bucket"),
         "{body}"
     );
+    // Per upstream, labelled with its configured address (never a client's): the 25 forwarded
+    // names (10 unlisted, 10 outside the authority's zone, and the 5 casino names the teen
+    // profile does not block) were each answered once.
+    let upstream_label = format!("udp://{}", upstream.addr);
+    assert_eq!(
+        value(
+            "kidsafe_upstream_answers_total",
+            &[("upstream", &upstream_label)]
+        ),
+        Some(25.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            "kidsafe_upstream_failures_total",
+            &[("upstream", &upstream_label)]
+        ),
+        Some(0.0),
+        "{body}"
+    );
     assert!(http_get(metrics_addr, "/other").starts_with("HTTP/1.1 404"));
 
     // A reload and a failed reload log too; they must not leak either.

@@ -192,6 +192,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub shared: runtime::SharedRuntime,
     pub reload: Option<kidsafe::reload::ReloadHandle>,
+    /// The handler's forwarder: per-upstream counters, health, DoH connections.
+    pub forwarder: kidsafe::dns::upstream::Forwarder,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), kidsafe::server::ServeError>>>,
 }
@@ -289,7 +291,6 @@ impl Daemon {
             .expect("config and lists load");
         let listeners = Listeners::bind(&rt.config.server.listen, 2).expect("bind");
         let addr = listeners.local_addrs()[0];
-        let idle = rt.config.server.tcp_idle_timeout;
         let state_dir = rt.config.server.state_dir.clone();
         let shared = runtime::share(rt);
         let shutdown = CancellationToken::new();
@@ -303,17 +304,15 @@ impl Daemon {
             };
             kidsafe::reload::Reloader::spawn(shared.clone(), &path, options, shutdown.clone())
         });
-        let task = tokio::spawn(server::serve(
-            kidsafe::dns::Handler::new(shared.clone()),
-            listeners,
-            idle,
-            shutdown.clone(),
-        ));
+        let handler = kidsafe::dns::Handler::new(shared.clone());
+        let forwarder = handler.forwarder().clone();
+        let task = tokio::spawn(server::serve(handler, listeners, shutdown.clone()));
         Self {
             addr,
             dir,
             shared,
             reload,
+            forwarder,
             shutdown,
             task: Some(task),
         }

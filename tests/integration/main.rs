@@ -14,4 +14,5 @@ mod profiles;
 mod reload;
 mod resilience;
 mod service;
+mod tcp;
 mod wire;

@@ -51,6 +51,12 @@ async fn an_expired_answer_is_served_stale_when_every_upstream_is_dead() {
     let fresh = ask(daemon.addr, "stale.example.test.", RecordType::A).await;
     assert_eq!(a_records(&fresh), vec![answer]);
     assert_eq!(fresh.answers[0].ttl, 1);
+    assert!(
+        fresh.edns.as_ref().is_some_and(|e| e
+            .option(hickory_proto::rr::rdata::opt::EdnsCode::Unknown(15))
+            .is_none()),
+        "no EDE on a fresh answer"
+    );
 
     // The TTL runs out and the upstream dies.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -61,6 +67,14 @@ async fn an_expired_answer_is_served_stale_when_every_upstream_is_dead() {
     assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
     assert_eq!(a_records(&stale), vec![answer]);
     assert_eq!(stale.answers[0].ttl, 30, "RFC 8767 stale TTL");
+    let ede = stale
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Unknown(15)));
+    assert!(
+        matches!(ede, Some(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data)) if data.as_slice() == [0, 3]),
+        "EDE 3 \"Stale Answer\": {ede:?}"
+    );
     assert_eq!(upstream.queries(), 2, "the upstream was asked first");
 
     // A name never seen has nothing stale: SERVFAIL.
@@ -231,5 +245,161 @@ async fn rebinding_protection_can_be_turned_off() {
     let daemon = Daemon::start_text(config).await;
     let reply = ask(daemon.addr, "intranet.example.test.", RecordType::A).await;
     assert_eq!(a_records(&reply), vec![Ipv4Addr::new(10, 0, 0, 5)]);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fastest_sends_most_queries_to_the_quicker_upstream_and_notices_a_change() {
+    use kidsafe::config::UpstreamServer;
+    const DELAY: Duration = Duration::from_millis(60);
+    let (slow_ip, fast_ip) = (Ipv4Addr::new(192, 0, 2, 51), Ipv4Addr::new(192, 0, 2, 52));
+    let slow = FakeUpstream::start(IpAddr::V4(slow_ip), 300).await;
+    slow.set_answer(IpAddr::V4(slow_ip), 300, DELAY);
+    let fast = FakeUpstream::start(IpAddr::V4(fast_ip), 300).await;
+    // The slow one is written first: "failover" would send everything to it.
+    let config = config_text(slow.addr, "", "").replacen(
+        &format!("servers = [\"{}\"]", slow.addr),
+        &format!(
+            "servers = [\"{}\", \"{}\"]\nstrategy = \"fastest\"",
+            slow.addr, fast.addr
+        ),
+        1,
+    );
+    let daemon = Daemon::start_text(config).await;
+    let metrics = daemon.forwarder.metrics();
+    let (slow_up, fast_up) = (
+        UpstreamServer::Udp(slow.addr),
+        UpstreamServer::Udp(fast.addr),
+    );
+
+    const FIRST: usize = 64;
+    for i in 0..FIRST {
+        let reply = ask(daemon.addr, &format!("n{i}.fastest.test."), RecordType::A).await;
+        assert_eq!(reply.answers.len(), 1);
+    }
+    let (s, f) = (metrics.of(&slow_up), metrics.of(&fast_up));
+    println!(
+        "fastest, {FIRST} names: slow (+{DELAY:?}) answered {}, fast answered {}; srtt {:?} / {:?}",
+        s.answers,
+        f.answers,
+        daemon.forwarder.srtt(slow.addr),
+        daemon.forwarder.srtt(fast.addr)
+    );
+    assert_eq!(s.answers + f.answers, FIRST as u64);
+    assert_eq!(s.failures + f.failures, 0);
+    assert!(
+        f.answers >= (FIRST as u64) * 7 / 8,
+        "most answers come from the fast upstream: {f:?}"
+    );
+    assert!(
+        s.answers >= 2,
+        "the slow one is still looked at now and then: {s:?}"
+    );
+    assert_eq!(slow.queries() as u64, s.answers);
+
+    // They swap speeds: within a few exploration rounds the other one is preferred.
+    slow.set_answer(IpAddr::V4(slow_ip), 300, Duration::ZERO);
+    fast.set_answer(IpAddr::V4(fast_ip), 300, DELAY);
+    let mut in_a_row = 0;
+    let mut asked = 0;
+    while in_a_row < 16 {
+        assert!(
+            asked < 128,
+            "the recovered upstream was not preferred again"
+        );
+        let reply = ask(
+            daemon.addr,
+            &format!("m{asked}.fastest.test."),
+            RecordType::A,
+        )
+        .await;
+        asked += 1;
+        if a_records(&reply) == vec![slow_ip] {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+        }
+    }
+    println!(
+        "after the swap: preferred again after {} queries; totals slow {:?}, fast {:?}",
+        asked - 16,
+        metrics.of(&slow_up),
+        metrics.of(&fast_up)
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_popular_answer_is_refreshed_in_the_background_before_it_expires() {
+    const TTL: u32 = 5;
+    let (old, new) = (Ipv4Addr::new(192, 0, 2, 61), Ipv4Addr::new(192, 0, 2, 62));
+    let upstream = FakeUpstream::start(IpAddr::V4(old), TTL).await;
+    let daemon = Daemon::start(upstream.addr).await;
+    let (popular, once) = ("popular.prefetch.test.", "once.prefetch.test.");
+
+    let started = Instant::now();
+    assert_eq!(
+        a_records(&ask(daemon.addr, popular, RecordType::A).await),
+        vec![old]
+    );
+    assert_eq!(
+        a_records(&ask(daemon.addr, once, RecordType::A).await),
+        vec![old]
+    );
+    // Popular: asked again from the cache early on.
+    assert_eq!(
+        a_records(&ask(daemon.addr, popular, RecordType::A).await),
+        vec![old]
+    );
+    assert_eq!(upstream.queries(), 2);
+
+    // The upstream's answer changes. In the last tenth of the TTL (0.5 s of 5 s) both names are
+    // asked again: both come from the cache, and only the popular one is refreshed.
+    upstream.set_answer(IpAddr::V4(new), 300, Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(4600).saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        a_records(&ask(daemon.addr, popular, RecordType::A).await),
+        vec![old]
+    );
+    assert_eq!(
+        a_records(&ask(daemon.addr, once, RecordType::A).await),
+        vec![old]
+    );
+    let asked_late = started.elapsed();
+    upstream.wait_queries(3).await;
+    // Let the refresh land in the cache, then take the upstream away.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    upstream.set_silent(true);
+    let before_expiry = upstream.queries();
+
+    // Past the old answer's expiry: the popular name is answered fresh from the cache, with
+    // the refreshed record and no upstream query; the other one has expired and needs one.
+    tokio::time::sleep(Duration::from_millis(5300).saturating_sub(started.elapsed())).await;
+    let refreshed = ask(daemon.addr, popular, RecordType::A).await;
+    assert_eq!(a_records(&refreshed), vec![new]);
+    assert!(
+        refreshed.answers[0].ttl > 250,
+        "a fresh TTL: {}",
+        refreshed.answers[0].ttl
+    );
+    assert_eq!(
+        upstream.queries(),
+        before_expiry,
+        "served without asking upstream"
+    );
+    let expired = ask(daemon.addr, once, RecordType::A).await;
+    assert_eq!(
+        a_records(&expired),
+        vec![old],
+        "served stale: upstream silent"
+    );
+    assert_eq!(expired.answers[0].ttl, 30);
+    println!(
+        "prefetch: late asks at {asked_late:?}; upstream queries {before_expiry} before expiry \
+         (2 misses + 1 prefetch), {} after (1 for the unpopular name)",
+        upstream.queries()
+    );
+    assert_eq!(before_expiry, 3, "one prefetch, for the popular name only");
+    assert_eq!(upstream.queries(), 4);
     daemon.stop().await;
 }
