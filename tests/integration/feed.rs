@@ -270,6 +270,18 @@ block = ["adult", "gambling"]
         );
     }
 
+    /// Copies manifest.json and its signature from directory `from` to `to`.
+    pub fn copy_manifest(&self, from: &str, to: &str) {
+        std::fs::create_dir_all(self.path(to)).expect("mkdir");
+        for f in ["manifest.json", "manifest.json.minisig"] {
+            std::fs::copy(
+                self.path(&format!("{from}/{f}")),
+                self.path(&format!("{to}/{f}")),
+            )
+            .expect("copy");
+        }
+    }
+
     /// Version 2: gambling gains FEED_CASINO; adult unchanged.
     pub fn publish_second(&self) {
         std::fs::write(
@@ -538,14 +550,7 @@ async fn every_hostile_feed_row_is_refused_and_the_last_good_snapshot_keeps_bloc
         let feed = Feed::new(20).await;
         feed.install_first().await;
         // Keep version 1's manifest for the replay rows.
-        std::fs::create_dir_all(feed.path("v1")).expect("mkdir");
-        for f in ["manifest.json", "manifest.json.minisig"] {
-            std::fs::copy(
-                feed.path(&format!("www/{f}")),
-                feed.path(&format!("v1/{f}")),
-            )
-            .expect("copy");
-        }
+        feed.copy_manifest("www", "v1");
         feed.publish_second();
         copy_dir(&feed.path("www"), &feed.path("www-v2"));
         (row.spoil)(&feed);
@@ -575,26 +580,13 @@ async fn every_hostile_feed_row_is_refused_and_the_last_good_snapshot_keeps_bloc
 async fn a_replayed_older_manifest_is_a_rollback() {
     let feed = Feed::new(5).await;
     feed.install_first().await;
-    std::fs::create_dir_all(feed.path("v1")).expect("mkdir");
-    for f in ["manifest.json", "manifest.json.minisig"] {
-        std::fs::copy(
-            feed.path(&format!("www/{f}")),
-            feed.path(&format!("v1/{f}")),
-        )
-        .expect("copy");
-    }
+    feed.copy_manifest("www", "v1");
     feed.publish_second();
     assert!(matches!(
         feed.update().await,
         Ok(Outcome::Installed { sequence: 2, .. })
     ));
-    for f in ["manifest.json", "manifest.json.minisig"] {
-        std::fs::copy(
-            feed.path(&format!("v1/{f}")),
-            feed.path(&format!("www/{f}")),
-        )
-        .expect("copy");
-    }
+    feed.copy_manifest("v1", "www");
     let result = feed.update().await;
     assert_eq!(kind(&result), "rollback", "{result:?}");
     assert_eq!(feed.state().expect("state").sequence, 2);

@@ -69,9 +69,9 @@ fn minisign_keys_and_signatures_verify_in_kidsafe() {
         "minisign -G -W",
     );
     let public = PublicKey::from_file_text(&read(d, "ms.pub")).unwrap();
-    // The id minisign prints is ours.
+    // The id minisign prints is ours (minisign prints it without leading zeros).
     assert!(
-        read(d, "ms.pub").contains(&public.key_id()),
+        read(d, "ms.pub").contains(public.key_id().trim_start_matches('0')),
         "{}",
         read(d, "ms.pub")
     );
