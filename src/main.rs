@@ -388,6 +388,9 @@ fn check(path: &Path) -> ExitCode {
     };
     let lists = &runtime.lists;
     outln!("{}: ok", path.display());
+    if let Some(feed) = runtime.feed_summary() {
+        outln!("{feed}");
+    }
     outln!(
         "lists: {} files, {} names stored ({} KiB), built in {} ms",
         lists.files.len(),

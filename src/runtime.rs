@@ -229,13 +229,53 @@ impl Runtime {
             build_ms = runtime.build_time.as_millis() as u64,
             "{what} config and lists"
         );
+        match &self.feed {
+            FeedInUse::NotConfigured => {}
+            FeedInUse::Snapshot {
+                sequence,
+                fell_back: false,
+            } => info!(sequence, "serving the feed's verified snapshot"),
+            FeedInUse::Snapshot {
+                sequence,
+                fell_back: true,
+            } => warn!(
+                sequence,
+                "the active feed snapshot is damaged; serving the previous one"
+            ),
+            FeedInUse::Baseline => warn!(
+                "no verified feed snapshot yet; serving the [feed] baseline lists until one is installed"
+            ),
+        }
         self.log_warnings();
+    }
+
+    /// The feed part of the status line and `kidsafe check`, if a feed is configured.
+    pub fn feed_summary(&self) -> Option<String> {
+        match &self.feed {
+            FeedInUse::NotConfigured => None,
+            FeedInUse::Snapshot {
+                sequence,
+                fell_back,
+            } => Some(format!(
+                "feed sequence {sequence}{}",
+                if *fell_back {
+                    " (previous snapshot)"
+                } else {
+                    ""
+                }
+            )),
+            FeedInUse::Baseline => Some("feed: baseline lists (no snapshot yet)".to_string()),
+        }
     }
 
     /// One line for `systemctl status` (sd_notify `STATUS=`): counts only.
     pub fn status_line(&self, generation: u64) -> String {
+        let feed = self
+            .feed_summary()
+            .map(|f| format!(", {f}"))
+            .unwrap_or_default();
         format!(
-            "generation {generation}: {} names stored from {} list files, {} profiles",
+            "generation {generation}: {} names stored from {} list files, {} profiles{feed}",
             self.lists.store.len(),
             self.lists.files.len(),
             self.config.profiles.len()

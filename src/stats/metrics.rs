@@ -62,6 +62,38 @@ struct Snapshot {
     by_upstream: Vec<(String, crate::dns::upstream::UpstreamCounts)>,
     generation: u64,
     last_reload_ok: bool,
+    feed: Option<FeedFacts>,
+}
+
+/// The feed's condition, read from `state_dir/feed/` at scrape time.
+#[derive(Debug)]
+struct FeedFacts {
+    /// The sequence the running lists come from (0: baseline).
+    serving: u64,
+    /// fresh / stale / expired / clock-unsynced / baseline.
+    freshness: &'static str,
+    /// Unix seconds of the last confirmed check (0: never).
+    last_success: i64,
+    /// Failures by kind since the state directory was made.
+    failures: Vec<(String, u64)>,
+}
+
+fn feed_facts(runtime: &crate::runtime::Runtime) -> Option<FeedFacts> {
+    runtime.config.feed.as_ref()?;
+    let root = crate::feed::snapshot::feed_root(&runtime.config.server.state_dir);
+    let state = crate::feed::snapshot::FeedState::read(&root).ok().flatten();
+    let attempts = crate::feed::run::Attempts::read(&root);
+    let now = jiff::Timestamp::now();
+    let serving = match runtime.feed {
+        crate::runtime::FeedInUse::Snapshot { sequence, .. } => sequence,
+        _ => 0,
+    };
+    Some(FeedFacts {
+        serving,
+        freshness: crate::feed::status::freshness(state.as_ref(), &attempts, now).as_str(),
+        last_success: attempts.last_success_at.map_or(0, |t| t.as_second()),
+        failures: attempts.failures.into_iter().collect(),
+    })
 }
 
 impl Sources {
@@ -90,6 +122,7 @@ impl Sources {
             by_upstream: self.upstream.by_upstream(),
             generation: self.reload.generation.load(Ordering::Relaxed),
             last_reload_ok: self.reload.last_ok.load(Ordering::Relaxed),
+            feed: feed_facts(&runtime),
         }
     }
 
@@ -213,6 +246,43 @@ impl PromCollector for Snapshot {
             None,
             MetricType::Gauge,
         )?)?;
+        if let Some(feed) = &self.feed {
+            ConstGauge::new(i64::try_from(feed.serving).unwrap_or(i64::MAX)).encode(
+                encoder.encode_descriptor(
+                    "feed_sequence",
+                    "Sequence of the feed snapshot being served (0: the baseline lists).",
+                    None,
+                    MetricType::Gauge,
+                )?,
+            )?;
+            {
+                let mut family = encoder.encode_descriptor(
+                    "feed_state",
+                    "1 for the feed's current state (fresh, stale, expired, clock-unsynced, baseline).",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                for state in ["fresh", "stale", "expired", "clock-unsynced", "baseline"] {
+                    ConstGauge::new(i64::from(state == feed.freshness))
+                        .encode(family.encode_family(&labels(&[("state", state)]))?)?;
+                }
+            }
+            ConstGauge::new(feed.last_success).encode(encoder.encode_descriptor(
+                "feed_last_success_timestamp_seconds",
+                "When the feed was last confirmed current (0: never).",
+                None,
+                MetricType::Gauge,
+            )?)?;
+            let mut family = encoder.encode_descriptor(
+                "feed_failures",
+                "Failed feed updates, by kind (bad_signature, rollback, timeout, ...).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (kind, n) in &feed.failures {
+                ConstCounter::new(*n).encode(family.encode_family(&labels(&[("kind", kind)]))?)?;
+            }
+        }
         Ok(())
     }
 }

@@ -386,7 +386,7 @@ async fn no_queried_name_or_client_address_is_ever_logged() {
     }
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream

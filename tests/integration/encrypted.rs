@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::harness::*;
 
 /// The name on the test server's certificate.
-const TLS_NAME: &str = "dns.kidsafe.test";
+pub const TLS_NAME: &str = "dns.kidsafe.test";
 
 /// A DoT upstream serving [`catalog`], and the PEM of the CA that signed its certificate.
 struct DotUpstream {
@@ -34,7 +34,7 @@ impl Drop for DotUpstream {
 
 /// A server certificate for [`TLS_NAME`] and 127.0.0.1 from a fresh test CA: the rustls
 /// server settings (with `alpn`) and the CA's PEM.
-fn test_server_tls(alpn: &[u8]) -> (Arc<rustls::ServerConfig>, String) {
+pub fn test_server_tls(alpn: &[u8]) -> (Arc<rustls::ServerConfig>, String) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca =

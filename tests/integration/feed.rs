@@ -887,7 +887,18 @@ async fn a_server_asking_to_retry_later_is_honoured_and_the_failure_recorded() {
 async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_update() {
     let upstream = crate::harness::Upstream::start().await;
     let feed = Feed::new(5).await;
-    let text = feed.config_text(&upstream.addr.to_string(), "");
+    // The feed's allowlist beats its own categories: www.example.test is listed as adult
+    // by mistake and allowed nationally.
+    let adult = std::fs::read_to_string(feed.path("lists/adult.txt")).expect("read");
+    std::fs::write(
+        feed.path("lists/adult.txt"),
+        format!("{adult}www.example.test\n"),
+    )
+    .expect("write");
+    std::fs::write(feed.path("lists/allow.txt"), "www.example.test\n").expect("write");
+    feed.publish();
+    let text = feed.config_text(&upstream.addr.to_string(), "")
+        + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
     let path = feed.path("kidsafe.toml");
     std::fs::write(&path, &text).expect("write");
     let path_for_thread = path.clone();
@@ -925,15 +936,33 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
     let status = String::from_utf8_lossy(&status.stdout).to_string();
     for want in [
         "state:     fresh",
-        "sequence:  2",
+        "sequence:  3",
         "gambling",
         "adult",
-        "snap-2",
+        "(allowlist)",
+        "snap-3",
     ] {
         assert!(status.contains(want), "{want:?} missing from:\n{status}");
     }
     let log = tokio::task::spawn_blocking(move || {
         daemon.wait_for("feed snapshot installed", Duration::from_secs(1));
+        // /metrics tells a school's monitoring which snapshot serves and how fresh it is.
+        let line = daemon.wait_for("serving Prometheus metrics", Duration::from_secs(5));
+        let metrics: std::net::SocketAddr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .expect("metrics address");
+        let scrape = crate::cli::http_get(metrics, "/metrics");
+        for want in [
+            "kidsafe_feed_sequence 3",
+            "kidsafe_feed_state{state=\"fresh\"} 1",
+            "kidsafe_feed_state{state=\"expired\"} 0",
+            "kidsafe_feed_last_success_timestamp_seconds ",
+        ] {
+            assert!(scrape.contains(want), "{want:?} missing from:\n{scrape}");
+        }
         daemon.stop()
     })
     .await
@@ -1010,4 +1039,69 @@ async fn a_list_source_is_fetched_leniently_and_a_bad_download_keeps_the_last_go
     feed.server.fault("hosts", Fault::Status(500, None));
     assert!(sources(&state, &source, &fetcher).await.is_err());
     assert!(blocks("source-casino.example.test"));
+}
+
+#[tokio::test]
+async fn https_feeds_are_verified_with_the_configured_roots_and_never_downgraded() {
+    let feed = Feed::new(5).await;
+    let (tls, ca_pem) = crate::encrypted::test_server_tls(b"http/1.1");
+    let https = FeedServer::start_tls(feed.path("www"), tls).await;
+    std::fs::write(feed.path("ca.pem"), ca_pem).expect("write ca");
+    let with_roots = |url: &str, ca: bool| {
+        let text = feed
+            .config_text("127.0.0.1:9", "")
+            .replace(&feed.server.url(), url)
+            .replace(
+                "timeout = \"1s\"",
+                if ca {
+                    "timeout = \"1s\"\ntls_ca_file = \"ca.pem\""
+                } else {
+                    "timeout = \"1s\""
+                },
+            );
+        let path = feed.path("kidsafe.toml");
+        std::fs::write(&path, &text).expect("write");
+        Config::from_source(&path, &text).expect("config")
+    };
+    let feed_ref = &feed;
+    let update = move |config: Config| async move {
+        let settings = config.feed.clone().expect("[feed]");
+        let fetcher = feed_ref.fetcher(&config);
+        kidsafe::feed::run::update_once(&config, &settings, &fetcher, None).await
+    };
+
+    // A certificate from a CA the client was not told about: refused.
+    let untrusted = update(with_roots(&https.url(), false)).await;
+    assert_eq!(kind(&untrusted), "transport", "{untrusted:?}");
+    assert!(feed.state().is_none());
+
+    // With the school's CA in tls_ca_file: installed over HTTPS.
+    let installed = update(with_roots(&https.url(), true)).await;
+    assert!(
+        matches!(installed, Ok(Outcome::Installed { sequence: 1, .. })),
+        "{installed:?}"
+    );
+    assert_eq!(feed.blocked(FEED_ADULT).as_deref(), Some("adult"));
+
+    // A redirect from https:// to http:// is refused, even though the content is signed.
+    feed.publish_second();
+    https.fault(
+        "manifest.json",
+        Fault::Redirect(format!("{}manifest.json", feed.server.url())),
+    );
+    let downgraded = update(with_roots(&https.url(), true)).await;
+    assert_eq!(kind(&downgraded), "transport", "{downgraded:?}");
+    assert!(
+        downgraded
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("https")),
+        "{downgraded:?}"
+    );
+    assert_eq!(
+        feed.server.hits("manifest.json"),
+        0,
+        "the http URL was never asked"
+    );
+    feed.assert_still_serving(1);
 }

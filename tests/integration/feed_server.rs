@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// What the server does for one path instead of serving the file.
@@ -38,6 +38,7 @@ struct Shared {
 /// The server. Dropping it stops it.
 pub struct FeedServer {
     pub addr: SocketAddr,
+    https: bool,
     shared: Arc<Mutex<Shared>>,
     stop: CancellationToken,
 }
@@ -49,12 +50,22 @@ impl Drop for FeedServer {
 }
 
 impl FeedServer {
-    /// Serves `root` on an ephemeral loopback port.
+    /// Serves `root` over HTTP on an ephemeral loopback port.
     pub async fn start(root: PathBuf) -> Self {
+        Self::start_with(root, None).await
+    }
+
+    /// Serves `root` over HTTPS with `tls` (see `encrypted::test_server_tls`).
+    pub async fn start_tls(root: PathBuf, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(root, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(root: PathBuf, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Mutex::new(Shared::default()));
         let stop = CancellationToken::new();
+        let tls_flag = tls.is_some();
         let (s, r, st) = (Arc::clone(&shared), root, stop.clone());
         tokio::spawn(async move {
             loop {
@@ -63,22 +74,39 @@ impl FeedServer {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let (s, r, st) = (Arc::clone(&s), r.clone(), st.clone());
+                        let tls = tls.clone();
                         tokio::spawn(async move {
+                            let work = async move {
+                                match tls {
+                                    Some(acceptor) => {
+                                        if let Ok(stream) = acceptor.accept(stream).await {
+                                            serve(stream, s, r).await;
+                                        }
+                                    }
+                                    None => serve(stream, s, r).await,
+                                }
+                            };
                             tokio::select! {
                                 () = st.cancelled() => {}
-                                () = serve(stream, s, r) => {}
+                                () = work => {}
                             }
                         });
                     }
                 }
             }
         });
-        Self { addr, shared, stop }
+        Self {
+            addr,
+            https: tls_flag,
+            shared,
+            stop,
+        }
     }
 
     /// The feed's URL.
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// Makes `path` (e.g. "manifest.json") misbehave.
@@ -116,7 +144,11 @@ impl FeedServer {
     }
 }
 
-async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>, root: PathBuf) {
+async fn serve(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    shared: Arc<Mutex<Shared>>,
+    root: PathBuf,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
