@@ -7,5 +7,6 @@
 //! `crate::`.
 
 pub mod config;
+pub mod feed_files;
 pub mod handler;
 pub mod list_line;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../fuzz/src/config.rs"]
 mod config;
+#[path = "../../fuzz/src/feed_files.rs"]
+mod feed_files;
 #[path = "../../fuzz/src/handler.rs"]
 mod handler;
 #[path = "../../fuzz/src/list_line.rs"]
@@ -55,6 +57,11 @@ fn list_line_seeds_and_regressions() {
 }
 
 #[test]
+fn feed_files_seeds_and_regressions() {
+    replay("feed_files", 9, feed_files::check);
+}
+
+#[test]
 fn config_seeds_and_regressions() {
     replay("config", 4, config::check);
 }
@@ -62,4 +69,20 @@ fn config_seeds_and_regressions() {
 #[test]
 fn handler_seeds_and_regressions() {
     replay("handler", 20, handler::check);
+}
+
+/// The feed_files seeds must reach the deep paths: a manifest the pinned key really signed.
+#[test]
+fn the_signed_manifest_seed_verifies_with_the_targets_key() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seed = std::fs::read(root.join("fuzz/seeds/feed_files/manifest-signed")).expect("seed");
+    let body = &seed[1..];
+    let nul = body.iter().position(|&b| b == 0).expect("separator");
+    let key = kidsafe::feed::SecretKey::from_file_text(feed_files::SEED_KEY)
+        .expect("key")
+        .public_key();
+    let manifest =
+        kidsafe::feed::manifest::parse_verified(&body[..nul], &body[nul + 1..], &[key], None)
+            .expect("the seed is signed by the target's key");
+    assert_eq!(manifest.feed_id, "fuzz.seed");
 }
