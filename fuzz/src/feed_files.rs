@@ -33,12 +33,14 @@ pub fn check(data: &[u8]) {
     match selector % 4 {
         0 => {
             if let Ok(entries) = canonical::check_list(body, "adult", 1) {
-                let names: Vec<String> = canonical::list_entries(body)
-                    .map(str::to_string)
-                    .collect();
+                let names: Vec<String> =
+                    canonical::list_entries(body).map(str::to_string).collect();
                 assert_eq!(names.len() as u64, entries, "count and entries disagree");
                 let again = canonical::write_list("adult", 1, &names);
-                assert_eq!(again, body, "an accepted file is not the canonical spelling");
+                assert_eq!(
+                    again, body,
+                    "an accepted file is not the canonical spelling"
+                );
             }
         }
         1 => {

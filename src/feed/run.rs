@@ -213,6 +213,9 @@ pub fn spawn(
 async fn run(shared: SharedRuntime, reload: ReloadHandle, shutdown: CancellationToken) {
     let upstreams = upstreams_of(&shared);
     let mut sources = super::sources::Schedule::default();
+    // When the next feed attempt is due, once this process has tried. Before that, the time
+    // recorded by a previous run applies, unless no snapshot is installed (then: at once).
+    let mut feed_due: Option<Timestamp> = None;
     loop {
         let runtime = shared.load_full();
         let config = &runtime.config;
@@ -227,8 +230,11 @@ async fn run(shared: SharedRuntime, reload: ReloadHandle, shutdown: Cancellation
         };
         if let (Some(feed), Some(fetcher)) = (&config.feed, &fetcher) {
             let root = feed_root(&config.server.state_dir);
-            let attempts = Attempts::read(&root);
-            let due = attempts.next_attempt_at.filter(|_| has_snapshot(&root));
+            let due = feed_due.or_else(|| {
+                Attempts::read(&root)
+                    .next_attempt_at
+                    .filter(|_| has_snapshot(&root))
+            });
             if due.is_none_or(|d| d <= now) {
                 let result = update_once(config, feed, fetcher, None).await;
                 let wait = match &result {
@@ -255,6 +261,7 @@ async fn run(shared: SharedRuntime, reload: ReloadHandle, shutdown: Cancellation
                     Timestamp::now() + jiff::SignedDuration::try_from(wait).unwrap_or_default();
                 attempts.next_attempt_at = Some(at);
                 attempts.write(&root);
+                feed_due = Some(at);
                 next = next.min(at);
             } else if let Some(d) = due {
                 next = next.min(d);
