@@ -2,7 +2,8 @@
 //!
 //! Nothing answers until the lists are loaded, so a client never gets an unfiltered answer
 //! during start-up. SIGHUP reloads; SIGTERM and SIGINT stop gracefully: no new queries, those
-//! in flight answered (see [`server::DRAIN_GRACE`]), statistics flushed, exit 0.
+//! in flight answered (see [`server::DRAIN_GRACE`]), statistics flushed, exit 0. SIGUSR1 asks
+//! the feed updater to check the feed and list sources now.
 //!
 //! Under systemd (`Type=notify`) the daemon says `READY=1` once its sockets are bound and its
 //! lists loaded, keeps a `STATUS=` line with list counts current, feeds the watchdog from a task
@@ -95,10 +96,17 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         };
         let reload = Reloader::spawn(shared.clone(), path, options, shutdown.clone());
         // The feed and list sources update on their own thread; a new install reloads.
-        if let Err(e) = crate::feed::run::spawn(shared.clone(), reload.clone(), shutdown.clone()) {
+        // SIGUSR1 asks for a feed update now (`systemctl kill -s USR1 kidsafe`).
+        let update_now = Arc::new(tokio::sync::Notify::new());
+        if let Err(e) = crate::feed::run::spawn(
+            shared.clone(),
+            reload.clone(),
+            Arc::clone(&update_now),
+            shutdown.clone(),
+        ) {
             tracing::error!("feed updater not started: {e}");
         }
-        spawn_signal_handlers(reload, shutdown.clone(), notifier.clone())?;
+        spawn_signal_handlers(reload, update_now, shutdown.clone(), notifier.clone())?;
         // The watchdog is fed until the process is done, drain and final flush included.
         let watchdog_stop = CancellationToken::new();
         if let (Some(n), Some(every)) = (&notifier, sdnotify::watchdog_interval()) {
@@ -166,6 +174,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
 
 fn spawn_signal_handlers(
     reload: ReloadHandle,
+    update_now: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
     notifier: Option<Arc<Notifier>>,
 ) -> Result<(), DaemonError> {
@@ -174,7 +183,19 @@ fn spawn_signal_handlers(
     let mut hup = signal(SignalKind::hangup()).map_err(io)?;
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(io)?;
     let stop = shutdown.clone();
+    let usr1_stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = usr1_stop.cancelled() => return,
+                got = usr1.recv() => if got.is_none() { return },
+            }
+            info!("SIGUSR1 received: checking the feed and list sources now");
+            update_now.notify_one();
+        }
+    });
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => info!("SIGTERM received"),

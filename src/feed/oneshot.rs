@@ -26,6 +26,10 @@ pub mod exit {
 
 /// Runs one update for the config at `config`; prints what happened; returns the exit code.
 pub fn update(config: &Config) -> u8 {
+    if let Some(message) = owned_by_someone_else(&config.server.state_dir) {
+        eprintln!("{message}");
+        return exit::CONFIG;
+    }
     let Some(feed) = config.feed.clone() else {
         eprintln!(
             "{}: no [feed] section; add url and public_key (see docs/feed.md)",
@@ -108,6 +112,25 @@ pub fn update(config: &Config) -> u8 {
             }
         }
     }
+}
+
+/// Files a one-shot update wrote as another user (typically root, next to a daemon running as
+/// systemd's DynamicUser) would be unwritable for the daemon, whose later updates would then
+/// fail. So the one-shot refuses, and says how to make the daemon update instead.
+fn owned_by_someone_else(state_dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::metadata(state_dir).ok()?;
+    // Our own effective uid, without libc: the owner of /proc/self is this process's euid.
+    let me = std::fs::metadata("/proc/self").ok()?.uid();
+    (dir.uid() != me).then(|| {
+        format!(
+            "{} belongs to uid {}, not to this user (uid {me}): the daemon owns it. Ask the \
+             running daemon to update now with `systemctl kill -s USR1 kidsafe` (or `kill -USR1` \
+             its pid), then see `kidsafe feed status`.",
+            state_dir.display(),
+            dir.uid()
+        )
+    })
 }
 
 /// The text of `kidsafe feed status`.

@@ -191,6 +191,7 @@ pub async fn update_once(
 pub fn spawn(
     shared: SharedRuntime,
     reload: ReloadHandle,
+    update_now: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -206,11 +207,16 @@ pub fn spawn(
                     return;
                 }
             };
-            rt.block_on(run(shared, reload, shutdown));
+            rt.block_on(run(shared, reload, update_now, shutdown));
         })
 }
 
-async fn run(shared: SharedRuntime, reload: ReloadHandle, shutdown: CancellationToken) {
+async fn run(
+    shared: SharedRuntime,
+    reload: ReloadHandle,
+    update_now: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
     let upstreams = upstreams_of(&shared);
     let mut sources = super::sources::Schedule::default();
     // When the next feed attempt is due, once this process has tried. Before that, the time
@@ -283,6 +289,10 @@ async fn run(shared: SharedRuntime, reload: ReloadHandle, shutdown: Cancellation
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            () = update_now.notified() => {
+                feed_due = Some(Timestamp::now());
+                sources.make_all_due();
+            }
         }
     }
 }

@@ -191,6 +191,14 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Makes every source due now (SIGUSR1).
+    pub fn make_all_due(&mut self) {
+        let now = Timestamp::now();
+        for (due, _) in self.due.values_mut() {
+            *due = now;
+        }
+    }
+
     /// Updates the sources of `config` that are due. Returns whether any new copy was
     /// installed, and when the next one is due.
     pub async fn run_due(

@@ -884,7 +884,7 @@ async fn a_server_asking_to_retry_later_is_honoured_and_the_failure_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_update() {
+async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_update_and_sigusr1() {
     let upstream = crate::harness::Upstream::start().await;
     let feed = Feed::new(5).await;
     // The feed's allowlist beats its own categories: www.example.test is listed as adult
@@ -944,8 +944,18 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
     ] {
         assert!(status.contains(want), "{want:?} missing from:\n{status}");
     }
+    // SIGUSR1 (`systemctl kill -s USR1 kidsafe`) makes the daemon check the feed now.
+    std::fs::write(
+        feed.path("lists/gambling.txt"),
+        format!("old-casino.example.test\n{FEED_CASINO}\nusr1-casino.example.test\n"),
+    )
+    .expect("write");
+    feed.publish();
+    daemon.signal("USR1");
+    wait_blocked(addr, "usr1-casino.example.test").await;
+
     let log = tokio::task::spawn_blocking(move || {
-        daemon.wait_for("feed snapshot installed", Duration::from_secs(1));
+        daemon.wait_for("SIGUSR1 received", Duration::from_secs(1));
         // /metrics tells a school's monitoring which snapshot serves and how fresh it is.
         let line = daemon.wait_for("serving Prometheus metrics", Duration::from_secs(5));
         let metrics: std::net::SocketAddr = line
@@ -956,7 +966,7 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
             .expect("metrics address");
         let scrape = crate::cli::http_get(metrics, "/metrics");
         for want in [
-            "kidsafe_feed_sequence 3",
+            "kidsafe_feed_sequence 4",
             "kidsafe_feed_state{state=\"fresh\"} 1",
             "kidsafe_feed_state{state=\"expired\"} 0",
             "kidsafe_feed_last_success_timestamp_seconds ",
@@ -1104,4 +1114,22 @@ async fn https_feeds_are_verified_with_the_configured_roots_and_never_downgraded
         "the http URL was never asked"
     );
     feed.assert_still_serving(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_update_refuses_a_state_dir_the_daemon_user_owns() {
+    let feed = Feed::new(1).await;
+    let config = feed.config();
+    std::fs::create_dir_all(&config.server.state_dir).expect("mkdir");
+    // systemd's DynamicUser owns the state directory; an admin runs the one-shot as root.
+    if std::os::unix::fs::chown(&config.server.state_dir, Some(65534), Some(65534)).is_err() {
+        eprintln!("not root: cannot give the state directory away; the refusal is not exercised");
+        return;
+    }
+    let path = feed.path("kidsafe.toml");
+    let out = kidsafe_async(&["feed", "update", "--config", path_str(&path)]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("systemctl kill -s USR1 kidsafe"), "{said}");
+    assert_eq!(feed.server.hits("manifest.json"), 0, "nothing was fetched");
 }
