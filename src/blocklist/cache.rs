@@ -86,10 +86,7 @@ pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
     if &meta.fingerprint != want {
         return None;
     }
-    let bytes = std::fs::read(dir.join(FST_FILE)).ok()?;
-    if bytes.len() as u64 != meta.fst_bytes {
-        return None;
-    }
+    let bytes = read_store_bytes(&dir.join(FST_FILE), meta.fst_bytes)?;
     let store = Store::from_bytes(bytes)?;
     let categories = Categories::from_names(meta.categories)?;
     let files = meta
@@ -109,6 +106,21 @@ pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
         categories,
         files,
     })
+}
+
+/// Reads exactly `len` bytes of automaton into a buffer reserved like a build's (see
+/// [`super::store::ALWAYS_MAPPED`]), so freeing it at a later reload leaves the allocator's
+/// thresholds alone and the memory goes back to the OS.
+fn read_store_bytes(path: &Path, len: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() != len {
+        return None;
+    }
+    let len = usize::try_from(len).ok()?;
+    let mut bytes = Vec::with_capacity(super::store::scratch_capacity(len));
+    file.take(len as u64 + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() == len).then_some(bytes)
 }
 
 /// Writes the cache for `lists` built from `fingerprint` (temp files, fsync, rename).

@@ -163,7 +163,8 @@ pub fn load_dirs_cached(
     }
     let categories = Categories::with_custom(files.iter().map(|(_, c)| c.as_str()))?;
     // Names take fewer bytes than the files holding them: reserving that much up front means
-    // one large allocation each, which the allocator hands back to the OS after the build.
+    // one large allocation each, reserved past the allocator's mmap ceiling
+    // (`store::ALWAYS_MAPPED`) so that it goes back to the OS after the build.
     let file_bytes: usize = files
         .iter()
         .filter_map(|(path, _)| std::fs::metadata(path).ok())

@@ -199,6 +199,34 @@ impl Store {
 /// Reserved, not touched, so the excess costs address space only.
 const AUTOMATON_BYTES_PER_NAME: usize = 32;
 
+/// A capacity every large buffer of a build is given, so that the allocator maps it on its own
+/// and returns it to the OS when it is freed.
+///
+/// glibc's malloc serves a request from a private mapping only above its mmap threshold (128 KiB
+/// at first), and every time it frees such a mapping no larger than `DEFAULT_MMAP_THRESHOLD_MAX`
+/// (32 MiB on 64-bit systems, 512 KiB on 32-bit ones; see mallopt(3)) it raises that threshold to
+/// the mapping's size and its trim threshold to twice that. Freeing the first build's 20–27 MB
+/// buffers did exactly that, so every later build took its buffers from the builder thread's
+/// heap, which is trimmed only from the top: about 42 MB of freed scratch stayed resident after
+/// the first reload of a million names (live heap 10.9 MiB, RSS 67 MiB; `malloc_trim` brought it
+/// to 20 MiB). Reserving above the ceiling keeps every such buffer a mapping of its own and never
+/// moves the thresholds. The pages past what a build writes are never touched, so the excess is
+/// address space, not memory; musl maps large requests on its own anyway.
+pub(crate) const ALWAYS_MAPPED: usize = (32 << 20) + (64 << 10);
+
+/// Requests below this are served from the heap whatever the mmap threshold (its default).
+const HEAP_SIZED: usize = 128 << 10;
+
+/// The capacity to reserve for a build buffer that needs `bytes`: at least [`ALWAYS_MAPPED`]
+/// when it would be mapped at all.
+pub(crate) fn scratch_capacity(bytes: usize) -> usize {
+    if bytes >= HEAP_SIZED {
+        bytes.max(ALWAYS_MAPPED)
+    } else {
+        bytes
+    }
+}
+
 /// One pending key (16 bytes): its first 8 bytes (big-endian, zero-padded), a slice of the builder's arena
 /// and its category bit. The prefix settles most comparisons of the sort without touching the
 /// arena, which at a million names is the difference between cache hits and misses.
@@ -222,10 +250,14 @@ pub struct StoreBuilder {
 
 impl StoreBuilder {
     /// A builder with room for `arena_bytes` of names and `names` entries before it grows.
+    /// Large reservations are rounded up past the allocator's mmap ceiling (see
+    /// [`ALWAYS_MAPPED`]), so the build's scratch goes back to the OS when it is dropped.
     pub fn with_capacity(arena_bytes: usize, names: usize) -> Self {
+        let entry = std::mem::size_of::<Pending>();
+        let pending = scratch_capacity(names.saturating_mul(entry)).div_ceil(entry);
         Self {
-            arena: Vec::with_capacity(arena_bytes),
-            pending: Vec::with_capacity(names),
+            arena: Vec::with_capacity(scratch_capacity(arena_bytes)),
+            pending: Vec::with_capacity(pending),
         }
     }
 
@@ -277,11 +309,14 @@ impl StoreBuilder {
         pending.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| key(a).cmp(key(b))));
 
         // Sized up front so the automaton is one allocation that is never moved: a growing
-        // Vec would leave its old copies in the allocator, which keeps them resident.
-        let estimate = pending
-            .len()
-            .saturating_mul(AUTOMATON_BYTES_PER_NAME)
-            .max(4096);
+        // Vec would leave its old copies in the allocator, which keeps them resident. Large
+        // ones are reserved past the mmap ceiling (see `ALWAYS_MAPPED`).
+        let estimate = scratch_capacity(
+            pending
+                .len()
+                .saturating_mul(AUTOMATON_BYTES_PER_NAME)
+                .max(4096),
+        );
         let mut builder = fst::MapBuilder::new(Vec::with_capacity(estimate))
             .unwrap_or_else(|_| fst::MapBuilder::memory());
         // Ancestors of the current key that are themselves stored: (key, accumulated bits).
@@ -313,7 +348,10 @@ impl StoreBuilder {
         drop(pending);
         drop(arena);
         let mut bytes = builder.into_inner().unwrap_or_default();
-        bytes.shrink_to_fit();
+        // A large automaton keeps its reservation past the mmap ceiling: shrunk to its length,
+        // it would raise glibc's mmap threshold when a later reload frees it. The untouched
+        // tail is address space only.
+        bytes.shrink_to(scratch_capacity(bytes.len()));
         let map = fst::Map::new(bytes).unwrap_or_else(|_| empty_map());
         Store { map }
     }
