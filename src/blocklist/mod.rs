@@ -370,8 +370,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let lists = dir.path().join("lists");
         std::fs::create_dir_all(&lists).expect("mkdir");
-        std::fs::write(lists.join("gambling.txt"), "casino.example
-").expect("write");
+        std::fs::write(lists.join("gambling.txt"), "casino.example\n").expect("write");
         // A file where the state directory should be: nothing can be created under it.
         let state = dir.path().join("state");
         std::fs::write(&state, "not a directory").expect("write");
