@@ -127,9 +127,11 @@ cpu_since reload
 
 alive=yes
 kill -0 "$PIDS" 2>/dev/null || alive=no
-read -r rss1 hwm1 < <(rss_kib "$PIDS")
 applied=$("$PYTHON" "$BENCH_DIR/dnsprobe.py" --port "$port" --name "$(marker "$RELOADS")" --expect nxdomain \
   --timeout 60 2>/dev/null) && applied="yes" || applied="no (marker $(marker "$RELOADS") not blocked after 60 s)"
+# RSS once the last reload has been applied: sampled as soon as dnsperf ends, it can catch
+# the last build still running (its scratch is then counted as if it were kept).
+read -r rss1 hwm1 < <(rss_kib "$PIDS")
 
 # One more reload with no load, timed from SIGHUP to the new name being blocked.
 reload_s=n/a

@@ -41,7 +41,14 @@ pub enum DaemonError {
 /// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
 pub fn run(path: &Path) -> Result<(), DaemonError> {
     let started = Instant::now();
-    let runtime = Runtime::load(path)?;
+    // On the thread every reload builds on, so that start-up and reloads share one allocator
+    // arena (see `reload::build`); on this thread only if that one cannot be started.
+    let owned = path.to_path_buf();
+    let runtime =
+        match crate::reload::build::on_builder_thread_blocking(move || Runtime::load(&owned)) {
+            Some(built) => built?,
+            None => Runtime::load(path)?,
+        };
     crate::logging::init(&runtime.config.log_level);
     runtime.log_summary("loaded");
 

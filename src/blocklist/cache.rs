@@ -12,7 +12,7 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FileReport, LoadedLists, Store};
+use super::{FileReport, LoadedLists, Store, StoreBuilder};
 use crate::category::Categories;
 
 const FST_FILE: &str = "lists.fst";
@@ -86,10 +86,7 @@ pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
     if &meta.fingerprint != want {
         return None;
     }
-    let bytes = std::fs::read(dir.join(FST_FILE)).ok()?;
-    if bytes.len() as u64 != meta.fst_bytes {
-        return None;
-    }
+    let bytes = read_store_bytes(&dir.join(FST_FILE), meta.fst_bytes)?;
     let store = Store::from_bytes(bytes)?;
     let categories = Categories::from_names(meta.categories)?;
     let files = meta
@@ -111,8 +108,67 @@ pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
     })
 }
 
-/// Writes the cache for `lists` built from `fingerprint` (temp files, fsync, rename).
-pub fn save(dir: &Path, fingerprint: &Fingerprint, lists: &LoadedLists) -> std::io::Result<()> {
+/// Reads exactly `len` bytes of automaton into a buffer reserved like a build's (see
+/// [`super::store::ALWAYS_MAPPED`]), so freeing it at a later reload leaves the allocator's
+/// thresholds alone and the memory goes back to the OS.
+fn read_store_bytes(path: &Path, len: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() != len {
+        return None;
+    }
+    let len = usize::try_from(len).ok()?;
+    let mut bytes = Vec::with_capacity(super::store::scratch_capacity(len));
+    file.take(len as u64 + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() == len).then_some(bytes)
+}
+
+/// Compiles `builder` straight into the cache's automaton file, reads it back (one allocation
+/// of exactly its size, checksum verified) and completes the cache for it: the names and the
+/// automaton are never in memory together. On an error nothing is committed and the builder is
+/// gone; the caller builds again in memory.
+pub fn build_and_save(
+    dir: &Path,
+    fingerprint: &Fingerprint,
+    builder: StoreBuilder,
+    categories: Categories,
+    files: Vec<FileReport>,
+) -> std::io::Result<LoadedLists> {
+    let (temp, file) = crate::state_file::create_temp(dir, FST_FILE)?;
+    let built = (|| {
+        let file = builder
+            .build_into(std::io::BufWriter::with_capacity(1 << 16, file))?
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        let len = file.metadata()?.len();
+        drop(file);
+        let bytes = read_store_bytes(&temp, len)
+            .ok_or_else(|| std::io::Error::other("the automaton written cannot be read back"))?;
+        Store::from_bytes(bytes)
+            .ok_or_else(|| std::io::Error::other("the automaton written fails its checksum"))
+    })();
+    let store = match built {
+        Ok(store) => store,
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+    };
+    let lists = LoadedLists {
+        store,
+        categories,
+        files,
+    };
+    // The automaton first, the metadata last: a crash in between leaves metadata that does
+    // not match the automaton's size, or the old pair, never a wrong pair.
+    crate::state_file::commit(dir, FST_FILE, &temp)?;
+    write_meta(dir, fingerprint, &lists)?;
+    Ok(lists)
+}
+
+/// Writes `lists.meta.json` for `lists` built from `fingerprint` (temp file, fsync, rename).
+fn write_meta(dir: &Path, fingerprint: &Fingerprint, lists: &LoadedLists) -> std::io::Result<()> {
     let bytes = lists.store.as_bytes();
     let meta = Meta {
         fingerprint: fingerprint.clone(),
@@ -131,8 +187,5 @@ pub fn save(dir: &Path, fingerprint: &Fingerprint, lists: &LoadedLists) -> std::
         fst_bytes: bytes.len() as u64,
     };
     let meta = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
-    // The automaton first, the metadata last: a crash in between leaves metadata that does
-    // not match the automaton's size, or the old pair, never a wrong pair.
-    crate::state_file::write_atomic(dir, FST_FILE, bytes)?;
     crate::state_file::write_atomic(dir, META_FILE, &meta)
 }

@@ -68,13 +68,36 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Runs `build` on the one thread that does every rebuild, and waits for it without blocking
 /// the async workers.
 ///
-/// One thread, not a blocking pool: the allocator keeps a build's scratch memory in the arena of
-/// the thread that used it, so builds spread over several pool threads each leave their own
-/// scratch behind (about 11 MB at a million names; seen as RSS growing from 31 to 66 MiB over
-/// ten reloads of a 1M list). On one thread the next build reuses the last one's.
+/// One thread, not a blocking pool: the allocator keeps a build's small scratch (the automaton
+/// builder's node registry and the like, about 8 MB at a million names, freed but fragmented by
+/// the runtime that stays) in the arena of the thread that used it, so builds spread over several
+/// threads each leave their own behind (seen as RSS growing from 31 to 66 MiB over ten reloads of
+/// a 1M list). On one thread the next build reuses the last one's. The start-up build runs there
+/// too ([`on_builder_thread_blocking`]), so the first reload does not add a second copy.
 async fn on_builder_thread<T: Send + 'static>(
     build: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    submit(Box::new(move || {
+        let _ = done.send(build());
+    }))?;
+    result.await.ok()
+}
+
+/// [`on_builder_thread`] for callers outside the async runtime (the start-up build): blocks the
+/// calling thread until `build` has run. None if the builder thread cannot run it.
+pub fn on_builder_thread_blocking<T: Send + 'static>(
+    build: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    submit(Box::new(move || {
+        let _ = done.send(build());
+    }))?;
+    result.recv().ok()
+}
+
+/// Hands a job to the builder thread, starting it the first time.
+fn submit(job: Job) -> Option<()> {
     static BUILDER: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>> =
         std::sync::OnceLock::new();
     let sender = BUILDER.get_or_init(|| {
@@ -89,10 +112,5 @@ async fn on_builder_thread<T: Send + 'static>(
             .ok()
             .map(|_| std::sync::Mutex::new(tx))
     });
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = done.send(build());
-    });
-    sender.as_ref()?.lock().ok()?.send(job).ok()?;
-    result.await.ok()
+    sender.as_ref()?.lock().ok()?.send(job).ok()
 }

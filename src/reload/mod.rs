@@ -175,6 +175,16 @@ impl Reloader {
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
+                let outcome = status::ReloadOutcome {
+                    at: status::now(),
+                    trigger: trigger.to_string(),
+                    ok: true,
+                    error: None,
+                    duration_ms,
+                };
+                // status.json first, then the log: whoever sees the log line can rely on it.
+                self.status.last_reload = Some(outcome.clone());
+                self.write_status();
                 info!(
                     trigger,
                     generation = self.status.generation,
@@ -189,28 +199,25 @@ impl Reloader {
                         "these settings changed but apply only after a restart"
                     );
                 }
-                status::ReloadOutcome {
-                    at: status::now(),
-                    trigger: trigger.to_string(),
-                    ok: true,
-                    error: None,
-                    duration_ms,
-                }
+                outcome
             }
             Err(e) => {
                 self.publish(false);
-                error!(
-                    trigger,
-                    generation = self.status.generation,
-                    "reload failed, still serving the previous config: {e}"
-                );
-                status::ReloadOutcome {
+                let outcome = status::ReloadOutcome {
                     at: status::now(),
                     trigger: trigger.to_string(),
                     ok: false,
                     error: Some(e.to_string()),
                     duration_ms,
-                }
+                };
+                self.status.last_reload = Some(outcome.clone());
+                self.write_status();
+                error!(
+                    trigger,
+                    generation = self.status.generation,
+                    "reload failed, still serving the previous config: {e}"
+                );
+                outcome
             }
         };
         if let Some(n) = &self.options.notifier {
@@ -223,8 +230,6 @@ impl Reloader {
             };
             n.notify(&format!("READY=1\nSTATUS={line}{note}"));
         }
-        self.status.last_reload = Some(outcome);
-        self.write_status();
     }
 
     fn publish(&self, ok: bool) {

@@ -2,14 +2,16 @@
 //!
 //! Directories are watched, not files: editors save by writing a new file and renaming it over
 //! the old one, which would silently end a watch on the file itself. Events are filtered to the
-//! config file, to `*.txt` lists and to the feed's `state.json`, reads are ignored (our own reload reads every file), and
-//! each relevant event only wakes the reloader, which debounces a burst into one reload. The
-//! watched set is refreshed after every reload, because the config may name new directories.
+//! config file (by its exact name), to `*.txt` files in the configured list directories (a
+//! `notes.txt` beside the config is not a list) and to the feed's `state.json`, reads are
+//! ignored (our own reload reads every file), and each relevant event only wakes the reloader,
+//! which debounces a burst into one reload. The watched set and the list directories are
+//! refreshed after every reload, because the config may name new directories.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
@@ -22,6 +24,8 @@ use crate::feed::snapshot::STATE_FILE as FEED_STATE;
 pub struct Watches {
     watcher: RecommendedWatcher,
     watched: BTreeSet<PathBuf>,
+    /// The configured list directories, absolute: a `*.txt` event counts only in one of these.
+    list_dirs: Arc<RwLock<BTreeSet<PathBuf>>>,
 }
 
 impl Watches {
@@ -30,20 +34,22 @@ impl Watches {
         let config_name: Option<OsString> = config_path.file_name().map(OsString::from);
         // notify reports absolute paths (the working directory joined to the watched path).
         let config_dir = std::path::absolute(parent_of(config_path))?;
+        let list_dirs: Arc<RwLock<BTreeSet<PathBuf>>> = Arc::default();
+        let lists = Arc::clone(&list_dirs);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             if matches!(event.kind, EventKind::Access(_)) {
                 return;
             }
+            let Ok(list_dirs) = lists.read() else { return };
             let relevant = event.paths.iter().any(|p| {
+                let dir = parent_of(p);
                 let is_config =
-                    p.file_name().map(OsString::from) == config_name && parent_of(p) == config_dir;
-                let is_list = p.extension().is_some_and(|e| e == "txt");
+                    p.file_name().map(OsString::from) == config_name && dir == config_dir;
+                let is_list = p.extension().is_some_and(|e| e == "txt") && list_dirs.contains(&dir);
                 // A feed install commits by renaming state.json into place.
                 let is_feed = p.file_name().is_some_and(|n| n == FEED_STATE)
-                    && p.parent()
-                        .and_then(Path::file_name)
-                        .is_some_and(|d| d == "feed");
+                    && dir.file_name().is_some_and(|d| d == "feed");
                 is_config || is_list || is_feed
             });
             if relevant {
@@ -53,6 +59,7 @@ impl Watches {
         Ok(Self {
             watcher,
             watched: BTreeSet::new(),
+            list_dirs,
         })
     }
 
@@ -64,6 +71,15 @@ impl Watches {
         wanted.insert(parent_of(config_path));
         if let Some(config) = config {
             wanted.extend(config.list_dirs.iter().cloned());
+            // Compared with the paths notify reports, which are absolute.
+            let absolute = config
+                .list_dirs
+                .iter()
+                .filter_map(|d| std::path::absolute(d).ok())
+                .collect();
+            if let Ok(mut dirs) = self.list_dirs.write() {
+                *dirs = absolute;
+            }
             // A `kidsafe feed update` run by hand installs a snapshot; the daemon follows.
             if config.feed.is_some() {
                 let root = crate::feed::snapshot::feed_root(&config.server.state_dir);

@@ -330,3 +330,30 @@ async fn a_burst_of_reload_requests_is_one_reload() {
     assert_eq!(status::read(&state).expect("status").generation, 2);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_list_directories_hold_lists_for_the_watcher() {
+    let upstream = Upstream::start().await;
+    let daemon = Daemon::start_watching(config_with(upstream.addr, "\"adult\"", "")).await;
+    let state = daemon.dir.path().join("state");
+    let before = status::read(&state).expect("status");
+
+    // A text file beside the config is not a list: no reload follows.
+    std::fs::write(daemon.dir.path().join("notes.txt"), "remember the milk\n").expect("write");
+    tokio::time::sleep(kidsafe::reload::DEBOUNCE * 4).await;
+    let after_notes = status::read(&state).expect("status");
+    assert_eq!(after_notes.generation, 1, "{after_notes:?}");
+    assert_eq!(after_notes.last_reload, before.last_reload);
+
+    // A list file in a list directory is, and it applies.
+    let t = Instant::now();
+    std::fs::write(
+        daemon.dir.path().join("lists/adult.txt"),
+        "new.example.test\n",
+    )
+    .expect("write");
+    expect_blocked(daemon.addr, "new.example.test.", true, t, "list rewritten").await;
+    let reloaded = next_status(&state, &before).await;
+    assert_eq!(reloaded.generation, 2);
+    daemon.stop().await;
+}
