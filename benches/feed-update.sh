@@ -4,6 +4,7 @@
 #   1. a full update (no snapshot yet)           wall time, peak RSS, bytes downloaded
 #   2. a delta update after 1 % of names changed wall time, peak RSS, bytes downloaded
 #   3. `kidsafe check` on the installed snapshot (what a reload then builds)
+#   4. the daemon's RSS at start and after each of 4 more delta updates (SIGUSR1, reload)
 # and the publisher's own time and memory for both versions.
 #
 #   benches/feed-update.sh                 # 1,000,000 names, 1 % changed
@@ -108,6 +109,41 @@ timed publish-delta "$KIDSAFE_BIN" feed publish --key "$RUN/keys/feed.key" \
 timed update-delta "$KIDSAFE_BIN" feed update --config "$RUN/kidsafe.toml"
 timed check-after-delta "$KIDSAFE_BIN" check --config "$RUN/kidsafe.toml"
 
+# The daemon across feed updates: RSS at start (the snapshot installed above), then after
+# each of DAEMON_UPDATES more 1 % deltas, each requested with SIGUSR1 and applied by a reload.
+DAEMON_UPDATES=${DAEMON_UPDATES:-4}
+"$KIDSAFE_BIN" run --config "$RUN/kidsafe.toml" >"$RUN/daemon.log" 2>&1 &
+DAEMON_PID=$!
+trap 'kill $HTTP_PID $DAEMON_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$RUN/daemon.log" && break; sleep 0.1; done
+rss() { awk '/VmRSS/ {print $2}' "/proc/$DAEMON_PID/status"; }
+echo "daemon-start $(rss)" >"$RUN/daemon-rss.txt"
+for i in $(seq "$DAEMON_UPDATES"); do
+  python3 - "$RUN/lists/adult.txt" "$CHANGE" "$i" <<'PY'
+import sys
+path, share, round_ = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+names = open(path).read().split()
+step = max(1, round(1 / share))
+kept = [n for j, n in enumerate(names) if (j + round_) % step != 0]
+added = [f"round{round_}-{k}.feed-bench.example" for k in range(len(names) - len(kept))]
+open(path, "w").write("\n".join(kept + added) + "\n")
+PY
+  "$KIDSAFE_BIN" feed publish --key "$RUN/keys/feed.key" --lists "$RUN/lists" \
+    --out "$RUN/www" --expires 7d >/dev/null
+  gen=$(grep -c 'reloaded config and lists' "$RUN/daemon.log" || true)
+  kill -USR1 "$DAEMON_PID"
+  for _ in $(seq 300); do
+    [[ $(grep -c 'reloaded config and lists' "$RUN/daemon.log" || true) -gt $gen ]] && break
+    sleep 0.1
+  done
+  sleep 1
+  echo "daemon-after-update-$i $(rss)" >>"$RUN/daemon-rss.txt"
+done
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON_PID/status")
+echo "daemon-peak $hwm" >>"$RUN/daemon-rss.txt"
+kill "$DAEMON_PID"
+log "daemon RSS (KiB): $(tr '\n' ' ' <"$RUN/daemon-rss.txt")"
+
 full_bytes=$(grep -o '[0-9]* bytes downloaded' "$RUN/out-update-full.txt" | cut -d' ' -f1)
 delta_bytes=$(grep -o '[0-9]* bytes downloaded' "$RUN/out-update-delta.txt" | cut -d' ' -f1)
 {
@@ -125,4 +161,12 @@ delta_bytes=$(grep -o '[0-9]* bytes downloaded' "$RUN/out-update-delta.txt" | cu
     esac
     printf '| %s | %s | %.1f | %s | %s |\n' "$label" "$wall" "$(awk "BEGIN{print $rss/1024}")" "$status" "$note"
   done <"$RUN/timings.txt"
+  echo
+  echo "Daemon RSS across $DAEMON_UPDATES delta updates (each: SIGUSR1, child process, reload), MiB:"
+  echo
+  echo "| point | RSS MiB |"
+  echo "|---|---|"
+  while read -r point kib; do
+    printf '| %s | %.1f |\n' "$point" "$(awk "BEGIN{print $kib/1024}")"
+  done <"$RUN/daemon-rss.txt"
 } | tee "$RUN/report.md"

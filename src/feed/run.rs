@@ -1,7 +1,8 @@
 //! The daemon's updater: one thread that keeps the feed and the `[[lists.sources]]` current,
 //! on a schedule with jitter, exponential back-off after failures (honouring `Retry-After`), and
 //! a live reload after each install. It has its own small async runtime so hashing and fsyncing
-//! tens of megabytes never stalls a DNS worker.
+//! tens of megabytes never stalls a DNS worker, and it runs each feed update as a child process
+//! (`kidsafe feed update`), whose memory all returns to the system when it exits.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::fetch::{Fetcher, UpstreamSource};
+use super::oneshot;
 use super::sign::PublicKey;
 use super::snapshot::{FeedState, feed_root};
 use super::update::{Outcome, UpdateError, Updater, clock_plausible};
@@ -56,6 +58,9 @@ pub struct Attempts {
     pub clock_unsynced: bool,
     /// When the next attempt is due.
     pub next_attempt_at: Option<Timestamp>,
+    /// The pause the server asked for after the last failure, seconds.
+    #[serde(default)]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl Attempts {
@@ -82,6 +87,7 @@ impl Attempts {
         self.clock_unsynced = !clock_plausible(now);
         match result {
             Ok(outcome) => {
+                self.retry_after_seconds = None;
                 self.last_success_at = Some(now);
                 self.consecutive_failures = 0;
                 self.last_outcome = Some(describe(outcome));
@@ -92,6 +98,7 @@ impl Attempts {
                 }
             }
             Err(e) => {
+                self.retry_after_seconds = e.retry_after().map(|d| d.as_secs());
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.last_outcome = Some("failed".to_string());
                 self.last_error = Some(e.to_string());
@@ -234,7 +241,7 @@ async fn run(
                 None
             }
         };
-        if let (Some(feed), Some(fetcher)) = (&config.feed, &fetcher) {
+        if let Some(feed) = &config.feed {
             let root = feed_root(&config.server.state_dir);
             let due = feed_due.or_else(|| {
                 Attempts::read(&root)
@@ -242,22 +249,36 @@ async fn run(
                     .filter(|_| has_snapshot(&root))
             });
             if due.is_none_or(|d| d <= now) {
-                let result = update_once(config, feed, fetcher, None).await;
-                let wait = match &result {
-                    Ok(outcome) => {
-                        if matches!(outcome, Outcome::Installed { .. }) {
-                            reload.request("feed");
-                        }
-                        info!("feed: {}", describe(outcome));
+                let code = update_in_child(&config.path, feed.timeout, &shutdown).await;
+                let attempts = Attempts::read(&root);
+                let wait = match code {
+                    Ok(oneshot::exit::INSTALLED) => {
+                        reload.request("feed");
+                        info!(
+                            "feed: {}",
+                            attempts.last_outcome.as_deref().unwrap_or("installed")
+                        );
                         jitter(feed.refresh.max(min_poll(&root)))
                     }
-                    Err(e) => {
-                        let failures = Attempts::read(&root).consecutive_failures;
-                        let wait = backoff(failures, feed.refresh, e.retry_after());
+                    Ok(oneshot::exit::CURRENT) => jitter(feed.refresh.max(min_poll(&root))),
+                    other => {
+                        let retry_after = attempts.retry_after_seconds.map(Duration::from_secs);
+                        let wait = backoff(
+                            attempts.consecutive_failures.max(1),
+                            feed.refresh,
+                            retry_after,
+                        );
+                        let why = match other {
+                            Err(e) => e,
+                            Ok(_) => attempts
+                                .last_error
+                                .clone()
+                                .unwrap_or_else(|| "unknown error".to_string()),
+                        };
                         warn!(
-                            kind = e.kind(),
+                            kind = attempts.last_error_kind.as_deref().unwrap_or("process"),
                             retry_in_s = wait.as_secs(),
-                            "feed update failed; the installed lists stay in force: {e}"
+                            "feed update failed; the installed lists stay in force: {why}"
                         );
                         wait
                     }
@@ -294,6 +315,42 @@ async fn run(
                 sources.make_all_due();
             }
         }
+    }
+}
+
+/// Runs `kidsafe feed update --config PATH` as a child process and returns its exit code.
+///
+/// A separate process, because an update holds a list, its delta and the result in memory at
+/// once (tens of MB for a 1M-name category): freed in the daemon, glibc would keep most of it
+/// resident for good; freed by a child's exit, all of it returns to the system. It also keeps a
+/// parser bug in hostile input from ever taking the DNS service down.
+async fn update_in_child(
+    config: &Path,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<u8, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find kidsafe's binary: {e}"))?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("feed")
+        .arg("update")
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the updater process: {e}"))?;
+    // Each download has its own deadline; this bounds the whole, whatever happens.
+    let limit = timeout.saturating_mul(4) + Duration::from_secs(60);
+    tokio::select! {
+        () = shutdown.cancelled() => Err("stopping".to_string()),
+        waited = tokio::time::timeout(limit, child.wait()) => match waited {
+            Err(_) => Err(format!("the updater process ran longer than {}s and was stopped", limit.as_secs())),
+            Ok(Err(e)) => Err(format!("cannot wait for the updater process: {e}")),
+            Ok(Ok(status)) => status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .ok_or_else(|| format!("the updater process ended by {status}")),
+        },
     }
 }
 

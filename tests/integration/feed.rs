@@ -956,6 +956,7 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
 
     let log = tokio::task::spawn_blocking(move || {
         daemon.wait_for("SIGUSR1 received", Duration::from_secs(1));
+        daemon.wait_for("feed: installed sequence 4", Duration::from_secs(5));
         // /metrics tells a school's monitoring which snapshot serves and how fresh it is.
         let line = daemon.wait_for("serving Prometheus metrics", Duration::from_secs(5));
         let metrics: std::net::SocketAddr = line
