@@ -256,6 +256,12 @@ impl Staging {
         Ok(())
     }
 
+    /// Gives up: removes the staging directory (a failed download, a full disk). Failing to
+    /// remove it only costs space until the next install, which removes it.
+    pub fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+
     /// Makes the snapshot the active one: fsync the directory, rename it into place, fsync
     /// the parent, then write `state` (which must name `snap-<seq>` as active). Snapshots other
     /// than the new and the previous one are removed afterwards.

@@ -183,90 +183,103 @@ impl Updater<'_> {
             std::sync::Arc::clone(&self.observer),
         )
         .map_err(|e| FeedError::io("cannot start a snapshot", e))?;
-        let mut info = SnapshotInfo {
-            dir: snapshot::snapshot_dir_name(manifest.sequence),
-            sequence: manifest.sequence,
-            categories: Default::default(),
-            allow: None,
-        };
-        let (mut full, mut delta, mut kept, mut bytes) = (Vec::new(), Vec::new(), 0, 0u64);
-        let mut alarms = Vec::new();
-        let lists = manifest
-            .categories
-            .iter()
-            .map(|c| (c, SnapshotInfo::file_name(&c.id)))
-            .chain(manifest.allow.iter().map(|c| (c, ALLOW_FILE.to_string())));
-        for (list, file_name) in lists {
-            let have = match (&active, file_name == ALLOW_FILE) {
-                (Some(a), true) => a.allow.as_ref(),
-                (Some(a), false) => a.categories.get(&list.id),
-                (None, _) => None,
+        // Every file is staged inside one block so that any failure removes the staging
+        // directory at once (a crash leaves it to the next install, which removes it).
+        let staged = async {
+            let mut info = SnapshotInfo {
+                dir: snapshot::snapshot_dir_name(manifest.sequence),
+                sequence: manifest.sequence,
+                categories: Default::default(),
+                allow: None,
             };
-            let want = FileInfo {
-                version: list.version,
-                sha256: list.full.sha256.clone(),
-                entries: list.entries,
-            };
-            if let (Some(have), Some(dir)) = (have, &active_dir)
-                && have.sha256 == want.sha256
-            {
-                staging
-                    .reuse(&dir.join(&file_name), &file_name)
-                    .map_err(|e| FeedError::io(format!("cannot keep {file_name}"), e))?;
-                kept += 1;
-                info.insert(&file_name, list.id.clone(), want);
-                continue;
-            }
-            if let Some(have) = have
-                && list.entries < have.entries / 2
-            {
-                alarms.push(format!(
-                    "category {} shrank from {} to {} names",
-                    list.id, have.entries, list.entries
-                ));
-            }
-            let mut body = None;
-            if let (Some(have), Some(dir)) = (have, &active_dir)
-                && let Some(d) = list.deltas.iter().find(|d| d.from_version == have.version)
-            {
-                match self
-                    .by_delta(&dir.join(&file_name), d, list, have.version)
-                    .await
+            let (mut full, mut delta, mut kept, mut bytes) = (Vec::new(), Vec::new(), 0, 0u64);
+            let mut alarms = Vec::new();
+            let lists = manifest
+                .categories
+                .iter()
+                .map(|c| (c, SnapshotInfo::file_name(&c.id)))
+                .chain(manifest.allow.iter().map(|c| (c, ALLOW_FILE.to_string())));
+            for (list, file_name) in lists {
+                let have = match (&active, file_name == ALLOW_FILE) {
+                    (Some(a), true) => a.allow.as_ref(),
+                    (Some(a), false) => a.categories.get(&list.id),
+                    (None, _) => None,
+                };
+                let want = FileInfo {
+                    version: list.version,
+                    sha256: list.full.sha256.clone(),
+                    entries: list.entries,
+                };
+                if let (Some(have), Some(dir)) = (have, &active_dir)
+                    && have.sha256 == want.sha256
                 {
-                    Ok((b, n)) => {
-                        bytes += n;
-                        delta.push(list.id.clone());
-                        body = Some(b);
+                    staging
+                        .reuse(&dir.join(&file_name), &file_name)
+                        .map_err(|e| FeedError::io(format!("cannot keep {file_name}"), e))?;
+                    kept += 1;
+                    info.insert(&file_name, list.id.clone(), want);
+                    continue;
+                }
+                if let Some(have) = have
+                    && list.entries < have.entries / 2
+                {
+                    alarms.push(format!(
+                        "category {} shrank from {} to {} names",
+                        list.id, have.entries, list.entries
+                    ));
+                }
+                let mut body = None;
+                if let (Some(have), Some(dir)) = (have, &active_dir)
+                    && let Some(d) = list.deltas.iter().find(|d| d.from_version == have.version)
+                {
+                    match self
+                        .by_delta(&dir.join(&file_name), d, list, have.version)
+                        .await
+                    {
+                        Ok((b, n)) => {
+                            bytes += n;
+                            delta.push(list.id.clone());
+                            body = Some(b);
+                        }
+                        // Safe Browsing's rule: a delta that fails is discarded for the full file.
+                        Err(e) => warn!(
+                            category = %list.id,
+                            "feed delta not usable ({e}); fetching the full list"
+                        ),
                     }
-                    // Safe Browsing's rule: a delta that fails is discarded for the full file.
-                    Err(e) => warn!(
-                        category = %list.id,
-                        "feed delta not usable ({e}); fetching the full list"
-                    ),
                 }
+                let body = match body {
+                    Some(b) => b,
+                    None => {
+                        let (b, n) = self
+                            .fetch_file(
+                                &list.full.path,
+                                list.full.encoding,
+                                list.full.transfer_size,
+                                list.full.size,
+                            )
+                            .await?;
+                        bytes += n;
+                        full.push(list.id.clone());
+                        b
+                    }
+                };
+                list.check_full(&body)?;
+                staging
+                    .write(&file_name, &body)
+                    .map_err(|e| FeedError::io(format!("cannot write {file_name}"), e))?;
+                info.insert(&file_name, list.id.clone(), want);
             }
-            let body = match body {
-                Some(b) => b,
-                None => {
-                    let (b, n) = self
-                        .fetch_file(
-                            &list.full.path,
-                            list.full.encoding,
-                            list.full.transfer_size,
-                            list.full.size,
-                        )
-                        .await?;
-                    bytes += n;
-                    full.push(list.id.clone());
-                    b
-                }
-            };
-            list.check_full(&body)?;
-            staging
-                .write(&file_name, &body)
-                .map_err(|e| FeedError::io(format!("cannot write {file_name}"), e))?;
-            info.insert(&file_name, list.id.clone(), want);
+            Ok::<_, UpdateError>((info, full, delta, kept, bytes, alarms))
         }
+        .await;
+        let (info, full, delta, kept, bytes, alarms) = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                staging.abandon();
+                return Err(e);
+            }
+        };
 
         let new_state = FeedState {
             feed_id: manifest.feed_id.clone(),

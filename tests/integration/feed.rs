@@ -1134,3 +1134,55 @@ async fn a_one_shot_update_refuses_a_state_dir_the_daemon_user_owns() {
     assert!(said.contains("systemctl kill -s USR1 kidsafe"), "{said}");
     assert_eq!(feed.server.hits("manifest.json"), 0, "nothing was fetched");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_while_staging_keeps_the_active_snapshot_and_leaves_no_staging_behind() {
+    let feed = Feed::new(5).await;
+    feed.install_first().await;
+    // Version 2 rewrites adult as a 20 KB file.
+    let mut adult = format!("{FEED_ADULT}\n");
+    for i in 0..800 {
+        adult.push_str(&format!("grown-{i}.adult.example\n"));
+    }
+    std::fs::write(feed.path("lists/adult.txt"), adult).expect("write");
+    feed.publish();
+    let config = feed.path("kidsafe.toml");
+    let _ = feed.config(); // writes it
+    // The one-shot update with a 4 KiB file-size limit: its writes fail as on a full disk
+    // (EFBIG instead of ENOSPC; SIGXFSZ is ignored, so write() returns the error).
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 4; exec {BIN} feed update --config {}",
+        path_str(&config)
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("bash")
+    })
+    .await
+    .expect("join");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("cannot write adult.txt"), "{said}");
+    feed.assert_still_serving(1);
+    let staging: Vec<_> = std::fs::read_dir(feed.root().join("snapshots"))
+        .expect("snapshots")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n != "snap-1")
+        .collect();
+    assert!(staging.is_empty(), "left behind: {staging:?}");
+    let attempts = kidsafe::feed::run::Attempts::read(&feed.root());
+    assert_eq!(attempts.failures.get("io"), Some(&1), "{attempts:?}");
+    // With room again, the same update installs.
+    let result = feed.update().await;
+    assert!(
+        matches!(result, Ok(Outcome::Installed { sequence: 2, .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        feed.blocked("grown-799.adult.example").as_deref(),
+        Some("adult")
+    );
+}
