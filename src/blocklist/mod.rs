@@ -231,6 +231,10 @@ pub fn load_file(
     };
     let mut line = Vec::with_capacity(256);
     let mut number = 0;
+    // A feed snapshot's file (`#nfeed/1` header: canonical, signed, hash-checked) may list
+    // single labels such as `xxx`, which the lenient parser skips as "a whole TLD" in lists of
+    // unknown origin. In such a file every line that is a canonical name is taken as it is.
+    let mut canonical = false;
     loop {
         line.clear();
         let read = reader
@@ -243,6 +247,18 @@ pub fn load_file(
             break;
         }
         number += 1;
+        if number == 1 {
+            canonical = line.starts_with(crate::feed::canonical::LIST_MAGIC.as_bytes());
+        }
+        if canonical
+            && let Ok(text) = std::str::from_utf8(&line)
+            && let Some(name) = text.strip_suffix('\n')
+            && crate::feed::canonical::check_entry(name).is_ok()
+        {
+            builder.insert(name, bit);
+            report.names += 1;
+            continue;
+        }
         let mut listed = 0;
         let outcome = match std::str::from_utf8(&line) {
             Ok(text) => scan_line(text, &mut |name| {

@@ -65,7 +65,8 @@ impl Feed {
             "--out",
             path_str(&dir.path().join("keys")),
         ]);
-        let mut adult = format!("# adult, version 1\n{FEED_ADULT}\n");
+        // `xxx`: a single label (the adult TLD), allowed in the signed feed only.
+        let mut adult = format!("# adult, version 1\n{FEED_ADULT}\nxxx\n");
         for i in 0..extra_adult {
             adult.push_str(&format!("filler-{i}.adult.example\n"));
         }
@@ -305,6 +306,9 @@ async fn a_published_feed_installs_blocks_and_updates_only_what_changed() {
     let feed = Feed::new(50).await;
     feed.install_first().await;
     assert!(feed.state().expect("state").previous.is_none());
+    // A signed single-label entry blocks its whole TLD (a list of unknown origin could not).
+    assert_eq!(feed.blocked("www.anything.xxx").as_deref(), Some("adult"));
+    assert_eq!(feed.blocked("xxx.example.test"), None);
 
     // Nothing new: the conditional GET gets a 304 and nothing else is downloaded.
     feed.server.reset_hits();
