@@ -122,6 +122,24 @@ enum Command {
     /// The national feed: publish lists (authority), update and inspect it (client); docs/feed.md.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// The `[[lists.sources]]`: public lists fetched into categories.
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+}
+
+/// `kidsafe sources …`.
+#[derive(Subcommand)]
+enum SourcesCommand {
+    /// Fetch the list sources once (those at --index, or all). Exit code: 0 a new copy
+    /// installed, 4 nothing changed, 1 a download failed and nothing was installed, 2 bad config.
+    Update {
+        /// The daemon's config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only the source at this position in the config (0 is the first); repeatable.
+        #[arg(long)]
+        index: Vec<usize>,
+    },
 }
 
 /// `kidsafe feed …`: the authority's tools and the client's.
@@ -234,6 +252,9 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Sources(SourcesCommand::Update { config, index }) => feed_client(&config, |c| {
+            ExitCode::from(kidsafe::feed::oneshot::sources_update(c, &index))
+        }),
         Command::Feed(FeedCommand::Keygen(args)) => feed_keygen(&args),
         Command::Feed(FeedCommand::Publish(args)) => feed_publish(&args),
     }

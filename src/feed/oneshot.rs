@@ -1,10 +1,11 @@
-//! `kidsafe feed update` and `kidsafe feed status`: the same updater the daemon runs, once, for
-//! an admin at a terminal or a cron job, with exit codes a script can act on.
+//! `kidsafe feed update`, `kidsafe feed status` and `kidsafe sources update`: the same updaters
+//! the daemon runs (as these very commands, in a child process), once, for an admin at a
+//! terminal or a cron job, with exit codes a script can act on.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use super::fetch::UpstreamSource;
+use super::fetch::{Fetcher, UpstreamSource};
 use super::run::{describe, fetcher_for, update_once};
 use super::snapshot::feed_root;
 use super::update::Outcome;
@@ -24,12 +25,35 @@ pub mod exit {
     pub const CURRENT: u8 = 4;
 }
 
-/// Runs one update for the config at `config`; prints what happened; returns the exit code.
-pub fn update(config: &Config) -> u8 {
+/// What both one-shot commands need: a client resolving through the config's upstreams and a
+/// runtime to drive it; or the exit code to give up with.
+fn client_for(config: &Config) -> Result<(Fetcher, tokio::runtime::Runtime), u8> {
     if let Some(message) = owned_by_someone_else(&config.server.state_dir) {
         eprintln!("{message}");
-        return exit::CONFIG;
+        return Err(exit::CONFIG);
     }
+    let tls = crate::runtime::Runtime::upstream_tls(config).map_err(|e| {
+        eprintln!("{e}");
+        exit::CONFIG
+    })?;
+    let upstream = config.upstream.clone();
+    let source: UpstreamSource = Arc::new(move || (upstream.clone(), tls.clone()));
+    let fetcher = fetcher_for(config, source).map_err(|e| {
+        eprintln!("{e}");
+        exit::UNREACHABLE
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            exit::UNREACHABLE
+        })?;
+    Ok((fetcher, rt))
+}
+
+/// Runs one update for the config at `config`; prints what happened; returns the exit code.
+pub fn update(config: &Config) -> u8 {
     let Some(feed) = config.feed.clone() else {
         eprintln!(
             "{}: no [feed] section; add url and public_key (see docs/feed.md)",
@@ -37,31 +61,9 @@ pub fn update(config: &Config) -> u8 {
         );
         return exit::CONFIG;
     };
-    let tls = match crate::runtime::Runtime::upstream_tls(config) {
-        Ok(tls) => tls,
-        Err(e) => {
-            eprintln!("{e}");
-            return exit::CONFIG;
-        }
-    };
-    let upstream = config.upstream.clone();
-    let source: UpstreamSource = Arc::new(move || (upstream.clone(), tls.clone()));
-    let fetcher = match fetcher_for(config, source) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("{e}");
-            return exit::UNREACHABLE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return exit::UNREACHABLE;
-        }
+    let (fetcher, rt) = match client_for(config) {
+        Ok(client) => client,
+        Err(code) => return code,
     };
     let progress: Option<super::update::Progress> = std::io::stderr().is_terminal().then(|| {
         Box::new(|path: &str, got: u64, of: u64| {
@@ -131,6 +133,29 @@ fn owned_by_someone_else(state_dir: &std::path::Path) -> Option<String> {
             dir.uid()
         )
     })
+}
+
+/// `kidsafe sources update`: fetches the `[[lists.sources]]` at `indices` (all when empty).
+/// Exit code: 0 when a new copy was installed, 4 when nothing changed, 1 when a download
+/// failed and nothing was installed, 2 for a bad config.
+pub fn sources_update(config: &Config, indices: &[usize]) -> u8 {
+    if config.sources.is_empty() {
+        eprintln!(
+            "{}: no [[lists.sources]]; add category and url (see README)",
+            config.path.display()
+        );
+        return exit::CONFIG;
+    }
+    let (fetcher, rt) = match client_for(config) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let (installed, failed) = rt.block_on(super::sources::update_some(config, indices, &fetcher));
+    match (installed, failed) {
+        (0, 0) => exit::CURRENT,
+        (0, _) => exit::UNREACHABLE,
+        _ => exit::INSTALLED,
+    }
 }
 
 /// The text of `kidsafe feed status`.

@@ -1,8 +1,9 @@
 //! The daemon's updater: one thread that keeps the feed and the `[[lists.sources]]` current,
 //! on a schedule with jitter, exponential back-off after failures (honouring `Retry-After`), and
 //! a live reload after each install. It has its own small async runtime so hashing and fsyncing
-//! tens of megabytes never stalls a DNS worker, and it runs each feed update as a child process
-//! (`kidsafe feed update`), whose memory all returns to the system when it exits.
+//! tens of megabytes never stalls a DNS worker, and it runs each update as a child process
+//! (`kidsafe feed update`, `kidsafe sources update`), whose memory all returns to the system
+//! when it exits.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -144,18 +145,6 @@ pub fn public_keys(feed: &FeedSettings) -> Result<Vec<PublicKey>, String> {
         .collect()
 }
 
-/// Where the updater's HTTP client finds upstreams: the running config's.
-fn upstreams_of(shared: &SharedRuntime) -> UpstreamSource {
-    let shared = shared.clone();
-    Arc::new(move || {
-        let runtime = shared.load();
-        (
-            runtime.config.upstream.clone(),
-            runtime.upstream_tls.clone(),
-        )
-    })
-}
-
 /// An HTTP client for `config`, resolving through `upstreams`.
 pub fn fetcher_for(config: &Config, upstreams: UpstreamSource) -> Result<Fetcher, String> {
     let ca = config
@@ -224,7 +213,6 @@ async fn run(
     update_now: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let upstreams = upstreams_of(&shared);
     let mut sources = super::sources::Schedule::default();
     // When the next feed attempt is due, once this process has tried. Before that, the time
     // recorded by a previous run applies, unless no snapshot is installed (then: at once).
@@ -234,13 +222,6 @@ async fn run(
         let config = &runtime.config;
         let now = Timestamp::now();
         let mut next = now + jiff::SignedDuration::from_secs(300);
-        let fetcher = match fetcher_for(config, Arc::clone(&upstreams)) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                error!("feed and list sources not updated: {e}");
-                None
-            }
-        };
         if let Some(feed) = &config.feed {
             let root = feed_root(&config.server.state_dir);
             let due = feed_due.or_else(|| {
@@ -249,7 +230,8 @@ async fn run(
                     .filter(|_| has_snapshot(&root))
             });
             if due.is_none_or(|d| d <= now) {
-                let code = update_in_child(&config.path, feed.timeout, &shutdown).await;
+                let args = ["feed", "update"];
+                let code = run_child(&args, &config.path, &[], feed.timeout, &shutdown).await;
                 let attempts = Attempts::read(&root);
                 let wait = match code {
                     Ok(oneshot::exit::INSTALLED) => {
@@ -294,14 +276,12 @@ async fn run(
                 next = next.min(d);
             }
         }
-        if let Some(fetcher) = &fetcher {
-            let (changed, due) = sources.run_due(config, fetcher).await;
-            if changed {
-                reload.request("list source");
-            }
-            if let Some(due) = due {
-                next = next.min(due);
-            }
+        let (changed, due) = sources.run_due(config, &shutdown).await;
+        if changed {
+            reload.request("list source");
+        }
+        if let Some(due) = due {
+            next = next.min(due);
         }
         let wait = (next - Timestamp::now())
             .try_into()
@@ -318,23 +298,26 @@ async fn run(
     }
 }
 
-/// Runs `kidsafe feed update --config PATH` as a child process and returns its exit code.
+/// Runs `kidsafe ARGS --config PATH EXTRA` (`feed update`, `sources update`) as a child
+/// process and returns its exit code.
 ///
 /// A separate process, because an update holds a list, its delta and the result in memory at
 /// once (tens of MB for a 1M-name category): freed in the daemon, glibc would keep most of it
 /// resident for good; freed by a child's exit, all of it returns to the system. It also keeps a
 /// parser bug in hostile input from ever taking the DNS service down.
-async fn update_in_child(
+pub async fn run_child(
+    args: &[&str],
     config: &Path,
+    extra: &[String],
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Result<u8, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find kidsafe's binary: {e}"))?;
     let mut child = tokio::process::Command::new(exe)
-        .arg("feed")
-        .arg("update")
+        .args(args)
         .arg("--config")
         .arg(config)
+        .args(extra)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()

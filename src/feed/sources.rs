@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::fetch::{FetchError, Fetched, Fetcher};
 use crate::blocklist::parse::{Scanned, scan_line};
@@ -127,11 +127,7 @@ pub async fn update_source(
     fetcher: &Fetcher,
 ) -> Result<bool, SourceError> {
     let dir = source_dir(state_dir, source);
-    let meta_path = dir.join("meta.json");
-    let mut meta: SourceMeta = std::fs::read(&meta_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut meta = read_meta(&dir);
     let list_name = format!("{}.txt", source.category.value);
     let have_copy = dir.join(&list_name).exists() && meta.url == source.url;
     let etag = meta.etag.as_deref().filter(|_| have_copy);
@@ -184,6 +180,30 @@ pub async fn update_source(
     }
 }
 
+/// Updates the sources of `config` at `indices` (all when empty), printing one line each.
+/// Returns (new copies installed, failures).
+pub async fn update_some(config: &Config, indices: &[usize], fetcher: &Fetcher) -> (usize, usize) {
+    let (mut installed, mut failed) = (0, 0);
+    for (i, source) in config.sources.iter().enumerate() {
+        if !indices.is_empty() && !indices.contains(&i) {
+            continue;
+        }
+        let what = format!("lists.sources[{i}] ({})", source.category.value);
+        match update_source(&config.server.state_dir, source, fetcher).await {
+            Ok(true) => {
+                installed += 1;
+                println!("{what}: new copy installed");
+            }
+            Ok(false) => println!("{what}: not modified"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{what}: {e}");
+            }
+        }
+    }
+    (installed, failed)
+}
+
 /// When each source is next due, with back-off after failures.
 #[derive(Debug, Default)]
 pub struct Schedule {
@@ -199,59 +219,79 @@ impl Schedule {
         }
     }
 
-    /// Updates the sources of `config` that are due. Returns whether any new copy was
-    /// installed, and when the next one is due.
+    /// Updates the sources of `config` that are due, in one child process (`kidsafe sources
+    /// update`). Returns whether any new copy was installed, and when the next one is due.
     pub async fn run_due(
         &mut self,
         config: &Config,
-        fetcher: &Fetcher,
+        shutdown: &tokio_util::sync::CancellationToken,
     ) -> (bool, Option<Timestamp>) {
+        let now = Timestamp::now();
+        let key = |s: &SourceSettings| s.url.clone() + "\n" + &s.category.value;
+        let due: Vec<usize> = config
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| self.due.get(&key(s)).is_none_or(|(at, _)| *at <= now))
+            .map(|(i, _)| i)
+            .collect();
         let mut changed = false;
-        let mut next: Option<Timestamp> = None;
-        for source in &config.sources {
-            let key = source.url.clone() + "\n" + &source.category.value;
-            let now = Timestamp::now();
-            let (due, failures) = self.due.get(&key).copied().unwrap_or((now, 0));
-            let due = if due <= now {
-                let (wait, failures) = match update_source(
-                    &config.server.state_dir,
-                    source,
-                    fetcher,
-                )
-                .await
-                {
-                    Ok(new) => {
-                        if new {
-                            info!(category = %source.category.value, "list source updated");
-                            changed = true;
-                        }
-                        (super::run::jitter(source.refresh), 0)
-                    }
-                    Err(e) => {
+        if !due.is_empty() {
+            let indices: Vec<String> = due
+                .iter()
+                .flat_map(|i| ["--index".to_string(), i.to_string()])
+                .collect();
+            let code = super::run::run_child(
+                &["sources", "update"],
+                &config.path,
+                &indices,
+                SOURCE_DEADLINE,
+                shutdown,
+            )
+            .await;
+            changed = code == Ok(super::oneshot::exit::INSTALLED);
+            if let Err(e) = &code {
+                warn!("list sources not updated: {e}");
+            }
+            for i in due {
+                let Some(source) = config.sources.get(i) else {
+                    continue;
+                };
+                let meta = read_meta(&source_dir(&config.server.state_dir, source));
+                let failures = self.due.get(&key(source)).map_or(0, |(_, f)| *f);
+                let (wait, failures) = match (&code, &meta.last_error) {
+                    (Ok(_), None) => (super::run::jitter(source.refresh), 0),
+                    _ => {
                         let failures = failures.saturating_add(1);
-                        let wait = super::run::backoff(
-                            failures,
-                            source.refresh,
-                            match &e {
-                                SourceError::Fetch(f) => f.retry_after(),
-                                _ => None,
-                            },
+                        let wait = super::run::backoff(failures, source.refresh, None);
+                        warn!(
+                            category = %source.category.value,
+                            retry_in_s = wait.as_secs(),
+                            "list source not updated; the last good copy stays in force: {}",
+                            meta.last_error.as_deref().unwrap_or("see above")
                         );
-                        warn!(category = %source.category.value, "list source not updated: {e}");
                         (wait, failures)
                     }
                 };
                 let at =
                     Timestamp::now() + jiff::SignedDuration::try_from(wait).unwrap_or_default();
-                self.due.insert(key, (at, failures));
-                at
-            } else {
-                due
-            };
-            next = Some(next.map_or(due, |n| n.min(due)));
+                self.due.insert(key(source), (at, failures));
+            }
         }
+        let next = config
+            .sources
+            .iter()
+            .filter_map(|s| self.due.get(&key(s)).map(|(at, _)| *at))
+            .min();
         (changed, next)
     }
+}
+
+fn read_meta(dir: &Path) -> SourceMeta {
+    std::fs::read(dir.join("meta.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

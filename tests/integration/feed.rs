@@ -1190,3 +1190,60 @@ async fn a_full_disk_while_staging_keeps_the_active_snapshot_and_leaves_no_stagi
         Some("adult")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_sources_update_by_command_and_in_the_running_daemon() {
+    let upstream = crate::harness::Upstream::start().await;
+    let feed = Feed::new(1).await;
+    std::fs::write(
+        feed.path("www/hosts"),
+        "# public list\n0.0.0.0 first-source.example.test\n",
+    )
+    .expect("write");
+    let text = format!(
+        "{}\n[[lists.sources]]\ncategory = \"gambling\"\nurl = \"{}hosts\"\n",
+        feed.config_text(&upstream.addr.to_string(), ""),
+        feed.server.url()
+    );
+    let path = feed.path("kidsafe.toml");
+    std::fs::write(&path, &text).expect("write");
+    let args = ["sources", "update", "--config", path_str(&path)];
+    assert_eq!(
+        kidsafe_async(&args).await.status.code(),
+        Some(0),
+        "a new copy"
+    );
+    assert_eq!(
+        kidsafe_async(&args).await.status.code(),
+        Some(4),
+        "not modified"
+    );
+    feed.server.fault("hosts", Fault::CaptivePortal);
+    let refused = kidsafe_async(&args).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a usable list"),
+        "{refused:?}"
+    );
+    feed.server.heal();
+
+    // The daemon fetches its sources at start (in a child process) and reloads.
+    std::fs::write(
+        feed.path("www/hosts"),
+        "0.0.0.0 first-source.example.test\n0.0.0.0 daemon-source.example.test\n",
+    )
+    .expect("write");
+    let path_for_thread = path.clone();
+    let daemon = tokio::task::spawn_blocking(move || crate::cli::Spawned::start(&path_for_thread))
+        .await
+        .expect("spawn");
+    wait_blocked(daemon.addr, "first-source.example.test").await;
+    wait_blocked(daemon.addr, "daemon-source.example.test").await;
+    let log = tokio::task::spawn_blocking(move || daemon.stop())
+        .await
+        .expect("stop");
+    assert!(
+        !log.contains("source.example.test"),
+        "a name in the log:\n{log}"
+    );
+}
