@@ -100,17 +100,10 @@ pub fn update(config: &Config) -> u8 {
                 "feed update failed ({}): {e}; the installed lists stay in force",
                 e.kind()
             );
-            match e {
-                super::update::UpdateError::Fetch(_) => exit::UNREACHABLE,
-                super::update::UpdateError::Feed(f)
-                    if matches!(
-                        f.kind(),
-                        "http" | "too_large" | "timeout" | "io" | "size_exceeded"
-                    ) =>
-                {
-                    exit::UNREACHABLE
-                }
-                super::update::UpdateError::Feed(_) => exit::REFUSED,
+            if e.is_transient() {
+                exit::UNREACHABLE
+            } else {
+                exit::REFUSED
             }
         }
     }

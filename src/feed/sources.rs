@@ -48,23 +48,20 @@ pub fn source_dir(state_dir: &Path, source: &SourceSettings) -> PathBuf {
     state_dir.join("sources").join(source.dir_name())
 }
 
+/// Where a source's installed copy lives: `<its dir>/<category>.txt`, so the directory loads
+/// like any list directory.
+pub fn list_path(state_dir: &Path, source: &SourceSettings) -> PathBuf {
+    source_dir(state_dir, source).join(format!("{}.txt", source.category.value))
+}
+
 /// The list directories of the sources that have a good copy on disk.
 pub fn installed_dirs(config: &Config) -> Vec<PathBuf> {
     config
         .sources
         .iter()
+        .filter(|s| list_path(&config.server.state_dir, s).exists())
         .map(|s| source_dir(&config.server.state_dir, s))
-        .filter(|d| d.join(format!("{}.txt", file_category(d))).exists())
         .collect()
-}
-
-/// The category a source directory holds (its name before the hash).
-fn file_category(dir: &Path) -> String {
-    dir.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.rsplit_once('-'))
-        .map(|(c, _)| c.to_string())
-        .unwrap_or_default()
 }
 
 /// Why a source download was refused.
@@ -128,8 +125,12 @@ pub async fn update_source(
 ) -> Result<bool, SourceError> {
     let dir = source_dir(state_dir, source);
     let mut meta = read_meta(&dir);
-    let list_name = format!("{}.txt", source.category.value);
-    let have_copy = dir.join(&list_name).exists() && meta.url == source.url;
+    let list = list_path(state_dir, source);
+    let list_name = list
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let have_copy = list.exists() && meta.url == source.url;
     let etag = meta.etag.as_deref().filter(|_| have_copy);
     let result = fetcher
         .get(&source.url, etag, MAX_SOURCE, SOURCE_DEADLINE)
@@ -157,7 +158,7 @@ pub async fn update_source(
         Ok(Some((bytes, etag, names))) => {
             crate::state_file::write_atomic(&dir, &list_name, &bytes).map_err(|source| {
                 SourceError::Io {
-                    path: dir.join(&list_name),
+                    path: list.clone(),
                     source,
                 }
             })?;

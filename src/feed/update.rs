@@ -61,6 +61,22 @@ impl UpdateError {
         }
     }
 
+    /// Whether trying again later may succeed (network, server, size cap, local I/O), rather
+    /// than the feed being refused (signature, rollback, expiry, hash, format): an alarm.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Fetch(_) => true,
+            Self::Feed(e) => matches!(
+                e,
+                FeedError::Http(_)
+                    | FeedError::TooLarge { .. }
+                    | FeedError::Timeout
+                    | FeedError::Io { .. }
+                    | FeedError::SizeExceeded { .. }
+            ),
+        }
+    }
+
     /// The server's requested pause.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
