@@ -64,6 +64,15 @@ impl SnapshotInfo {
         format!("{category}.txt")
     }
 
+    /// Records a verified file under its file name (the allowlist, or category `id`).
+    pub fn insert(&mut self, file_name: &str, id: String, info: FileInfo) {
+        if file_name == ALLOW_FILE {
+            self.allow = Some(info);
+        } else {
+            self.categories.insert(id, info);
+        }
+    }
+
     /// Every (file name, info) of the snapshot.
     pub fn files(&self) -> impl Iterator<Item = (String, &FileInfo)> {
         self.categories

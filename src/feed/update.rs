@@ -399,16 +399,6 @@ impl Updater<'_> {
     }
 }
 
-impl SnapshotInfo {
-    fn insert(&mut self, file_name: &str, id: String, info: FileInfo) {
-        if file_name == ALLOW_FILE {
-            self.allow = Some(info);
-        } else {
-            self.categories.insert(id, info);
-        }
-    }
-}
-
 fn check_hash(path: &str, bytes: &[u8], expected: &str) -> Result<(), FeedError> {
     let actual = sha256_hex(bytes);
     if actual == expected {
