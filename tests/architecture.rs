@@ -14,36 +14,94 @@ const LAYERS: &[(&str, &str)] = &[
     // Leaves: plumbing that knows nothing of DNS, lists or rules.
     ("state_file", "atomic writes of small state files; std only"),
     ("sdnotify", "the systemd notification protocol; std only"),
-    ("logging", "tracing set-up, with the targets that would log names capped"),
-    ("signal", "ReloadHandle: asks for a rebuild without knowing who rebuilds"),
+    (
+        "logging",
+        "tracing set-up, with the targets that would log names capped",
+    ),
+    (
+        "signal",
+        "ReloadHandle: asks for a rebuild without knowing who rebuilds",
+    ),
     // The vocabulary and the data, pure.
-    ("category", "the category vocabulary: everything else speaks it"),
-    ("blocklist", "list-line format and the compiled store: pure, no I/O"),
-    ("lists", "list files on disk: directory loading and the compiled-store cache"),
-    ("config", "TOML schema, validated settings and their value types, the checker"),
-    ("policy", "pure evaluation of the rules at an instant: no I/O, no clock of its own"),
-    ("stats", "counters keyed by profile and category, SQLite, reports: cannot receive a name"),
+    (
+        "category",
+        "the category vocabulary: everything else speaks it",
+    ),
+    (
+        "blocklist",
+        "list-line format and the compiled store: pure, no I/O",
+    ),
+    (
+        "lists",
+        "list files on disk: directory loading and the compiled-store cache",
+    ),
+    (
+        "config",
+        "TOML schema, validated settings and their value types, the checker",
+    ),
+    (
+        "policy",
+        "pure evaluation of the rules at an instant: no I/O, no clock of its own",
+    ),
+    (
+        "stats",
+        "counters keyed by profile and category, SQLite, reports: cannot receive a name",
+    ),
     ("runtime", "data only: what one query reads, swapped whole"),
-    ("live", "the I/O behind live state: overrides file, neighbour tables, the ticker"),
+    (
+        "live",
+        "the I/O behind live state: overrides file, neighbour tables, the ticker",
+    ),
     // The query path, then what feeds and rebuilds it.
-    ("dns", "the query path: sockets' request/response, cache, upstreams"),
-    ("feed", "the national feed and list sources; fetches through dns's upstreams"),
-    ("reload", "the one place that builds a runtime and swaps it in"),
-    ("http", "the HTTP surface (/metrics): reads dns, stats, feed and reload through views"),
+    (
+        "dns",
+        "the query path: sockets' request/response, cache, upstreams",
+    ),
+    (
+        "feed",
+        "the national feed and list sources; fetches through dns's upstreams",
+    ),
+    (
+        "reload",
+        "the one place that builds a runtime and swaps it in",
+    ),
+    (
+        "http",
+        "the HTTP surface (/metrics): reads dns, stats, feed and reload through views",
+    ),
     // Process life and the command line on top.
     ("server", "binds sockets and runs dns's serving loops"),
     ("daemon", "process life: load, bind, signals, tasks"),
-    ("cli", "the command line: parses and dispatches to the modules that own each command"),
+    (
+        "cli",
+        "the command line: parses and dispatches to the modules that own each command",
+    ),
 ];
 
 /// Imports that break a promise of the design even where the layer order would allow them.
 const NEVERS: &[(&str, &str, &str)] = &[
-    ("dns", "feed", "the query path never waits on, or reaches into, the feed"),
-    ("stats", "dns", "stats cannot receive a name: it sees no query"),
+    (
+        "dns",
+        "feed",
+        "the query path never waits on, or reaches into, the feed",
+    ),
+    (
+        "stats",
+        "dns",
+        "stats cannot receive a name: it sees no query",
+    ),
     ("stats", "feed", "stats counts, it does not fetch"),
     ("stats", "reload", "stats counts, it does not build"),
-    ("stats", "http", "stats is read by the HTTP surface, never the reverse"),
-    ("stats", "runtime", "stats is handed its counters; it does not reach for the runtime"),
+    (
+        "stats",
+        "http",
+        "stats is read by the HTTP surface, never the reverse",
+    ),
+    (
+        "stats",
+        "runtime",
+        "stats is handed its counters; it does not reach for the runtime",
+    ),
 ];
 
 /// Modules that evaluate and must stay free of I/O and of an async runtime.
@@ -121,7 +179,10 @@ fn sources() -> Vec<Source> {
             }
             let rel = path.strip_prefix(&root).expect("under src").to_path_buf();
             // Unit tests kept in their own files (`#[cfg(test)] mod tests;`).
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             if stem == "tests" || stem.ends_with("_tests") {
                 continue;
             }
@@ -231,7 +292,10 @@ fn imports_point_down_only() {
             continue; // reported by every_top_level_module_has_a_layer
         };
         if b >= a {
-            wrong.push(format!("{from} -> {to} (up the layers) in {}", show(&files)));
+            wrong.push(format!(
+                "{from} -> {to} (up the layers) in {}",
+                show(&files)
+            ));
         }
     }
     assert!(
@@ -259,7 +323,8 @@ fn the_nevers_hold() {
             while let Some(at) = rest.find(word) {
                 let before = rest[..at].chars().last();
                 let after = rest[at + word.len()..].chars().next();
-                let boundary = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                let boundary =
+                    |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
                 if boundary(before) && boundary(after) {
                     broken.push(format!(
                         "{} is pure but names {word} in src/{}",
@@ -272,7 +337,11 @@ fn the_nevers_hold() {
             }
         }
     }
-    assert!(broken.is_empty(), "nevers broken:\n  {}", broken.join("\n  "));
+    assert!(
+        broken.is_empty(),
+        "nevers broken:\n  {}",
+        broken.join("\n  ")
+    );
 }
 
 #[test]
@@ -280,6 +349,7 @@ fn the_reader_finds_grouped_and_nested_imports() {
     let code = "use crate::{a, b::c, d::{e, f}};\nlet x = crate::g::h();\n$crate::i; xcrate::j;";
     let found: Vec<String> = crate_targets(code).into_iter().collect();
     assert_eq!(found, ["a", "b", "d", "g"]);
-    let code = code_only("use crate::a; // crate::b\n// crate::c\n#[cfg(test)]\nmod tests { crate::d }");
+    let code =
+        code_only("use crate::a; // crate::b\n// crate::c\n#[cfg(test)]\nmod tests { crate::d }");
     assert_eq!(crate_targets(&code).into_iter().collect::<Vec<_>>(), ["a"]);
 }

@@ -137,7 +137,7 @@ fn build_runtime(style: &str) -> Runtime {
     }
     let config = dir.path().join("kidsafe.toml");
     std::fs::write(&config, CONFIG.replace("STYLE", style)).expect("config");
-    Runtime::load(Path::new(&config)).expect("the fuzz config builds")
+    kidsafe::reload::load(Path::new(&config)).expect("the fuzz config builds")
 }
 
 /// Runs the checks on one input; panics on a violation.

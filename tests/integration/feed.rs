@@ -208,7 +208,7 @@ block = ["adult", "gambling"]
     pub fn blocked(&self, name: &str) -> Option<String> {
         let (selected, _) = snapshot::select(&self.root());
         let selected = selected?;
-        let lists = kidsafe::blocklist::load_dirs(&[selected.dir]).expect("snapshot loads");
+        let lists = kidsafe::lists::load_dirs(&[selected.dir]).expect("snapshot loads");
         let bits = lists.store.lookup_str(name);
         (0..64u8)
             .find(|b| bits & (1 << b) != 0)
@@ -1033,7 +1033,7 @@ async fn a_list_source_is_fetched_leniently_and_a_bad_download_keeps_the_last_go
     let sources = kidsafe::feed::sources::update_source;
     assert!(sources(&state, &source, &fetcher).await.expect("fetched"));
     let blocks = |name: &str| {
-        let runtime = kidsafe::runtime::Runtime::load(&path).expect("runtime");
+        let runtime = kidsafe::reload::load(&path).expect("runtime");
         let bits = runtime.lists.store.lookup_str(name);
         bits != 0
     };

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use kidsafe::runtime::{self, Runtime};
+use kidsafe::runtime::{self};
 use kidsafe::server::{self, Listeners};
 
 /// How long a test client waits for any one answer.
@@ -285,7 +285,7 @@ impl Daemon {
         let path = dir.path().join("kidsafe.toml");
         std::fs::write(&path, config).expect("write config");
         let load_path = path.clone();
-        let rt = tokio::task::spawn_blocking(move || Runtime::load(&load_path))
+        let rt = tokio::task::spawn_blocking(move || kidsafe::reload::load(&load_path))
             .await
             .expect("join")
             .expect("config and lists load");

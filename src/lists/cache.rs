@@ -12,7 +12,7 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FileReport, LoadedLists, Store, StoreBuilder};
+use crate::blocklist::{FileReport, LoadedLists, Store, StoreBuilder, store};
 use crate::category::Categories;
 
 const FST_FILE: &str = "lists.fst";
@@ -109,7 +109,7 @@ pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
 }
 
 /// Reads exactly `len` bytes of automaton into a buffer reserved like a build's (see
-/// [`super::store::ALWAYS_MAPPED`]), so freeing it at a later reload leaves the allocator's
+/// [`store::ALWAYS_MAPPED`]), so freeing it at a later reload leaves the allocator's
 /// thresholds alone and the memory goes back to the OS.
 fn read_store_bytes(path: &Path, len: u64) -> Option<Vec<u8>> {
     use std::io::Read;
@@ -118,7 +118,7 @@ fn read_store_bytes(path: &Path, len: u64) -> Option<Vec<u8>> {
         return None;
     }
     let len = usize::try_from(len).ok()?;
-    let mut bytes = Vec::with_capacity(super::store::scratch_capacity(len));
+    let mut bytes = Vec::with_capacity(store::scratch_capacity(len));
     file.take(len as u64 + 1).read_to_end(&mut bytes).ok()?;
     (bytes.len() == len).then_some(bytes)
 }
