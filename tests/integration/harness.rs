@@ -257,6 +257,48 @@ profile = "child"
     )
 }
 
+/// The config the Debian package installs (`packaging/kidsafe.toml`), made runnable here and
+/// nothing else changed: loopback on an ephemeral port, state in the test's directory, the
+/// lists shipped in `blocklists/`, `upstream` as the only resolver, no metrics port. `extra`
+/// is appended (profiles, clients). Panics when one of those lines is no longer in the file,
+/// so the packaged config cannot drift away from what this reads.
+pub fn packaged_config(upstream: SocketAddr, extra: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text =
+        std::fs::read_to_string(root.join("packaging/kidsafe.toml")).expect("packaged config");
+    let blocklists = root.join("blocklists").display().to_string();
+    for (line, runnable) in [
+        (
+            r#"listen = ["127.0.0.1:53", "[::1]:53"]"#.to_string(),
+            r#"listen = ["127.0.0.1:0"]"#.to_string(),
+        ),
+        (
+            r#"state_dir = "/var/lib/kidsafe""#.to_string(),
+            r#"state_dir = "state""#.to_string(),
+        ),
+        (
+            r#"dirs = ["/usr/share/kidsafe/blocklists"]"#.to_string(),
+            format!("dirs = ['{blocklists}']"),
+        ),
+        (
+            r#"servers = ["9.9.9.9:53", "149.112.112.112:53"]"#.to_string(),
+            format!(r#"servers = ["{upstream}"]"#),
+        ),
+        (
+            r#"listen = "127.0.0.1:9153""#.to_string(),
+            "# no metrics port in tests".to_string(),
+        ),
+    ] {
+        assert!(
+            text.contains(&line),
+            "packaging/kidsafe.toml no longer holds {line}"
+        );
+        text = text.replacen(&line, &runnable, 1);
+    }
+    text.push_str(extra);
+    text
+}
+
 impl Daemon {
     /// Starts the daemon with the default test config.
     pub async fn start(upstream: SocketAddr) -> Self {
@@ -383,6 +425,25 @@ pub async fn try_udp(server: SocketAddr, message: &Message, wait: Duration) -> O
 pub fn is_kidsafe_block(m: &Message) -> bool {
     m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain
         && soa_of(m).is_some_and(|(soa, _)| soa.mname.to_ascii() == "kidsafe.invalid.")
+}
+
+/// The category a kidsafe block names in its Extended DNS Error ("Blocked", `category=NAME`).
+pub fn blocked_category(m: &Message) -> Option<String> {
+    let option = m
+        .edns
+        .as_ref()?
+        .option(hickory_proto::rr::rdata::opt::EdnsCode::Unknown(15))?;
+    match option {
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(_, data)
+            if data.starts_with(&[0, 15]) =>
+        {
+            std::str::from_utf8(&data[2..])
+                .ok()?
+                .strip_prefix("category=")
+                .map(str::to_string)
+        }
+        _ => None,
+    }
 }
 
 /// Sends a message over UDP from `from` and parses the reply (panics on timeout).
