@@ -173,7 +173,7 @@ async fn the_packaged_config_and_shipped_lists_protect_every_preset() {
     let tz = jiff::tz::TimeZone::system();
     let night: jiff::civil::DateTime = "2026-12-02T22:00:00".parse().expect("datetime");
     let night = night.to_zoned_datetime(tz).expect("zoned").timestamp();
-    daemon.shared.load().refresh_live(night);
+    kidsafe::live::refresh_live(&daemon.shared.load(), night);
     let blocked = ask_from(BEDTIME, "example.org.".to_string()).await;
     assert!(
         is_kidsafe_block(&blocked),
