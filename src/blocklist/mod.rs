@@ -36,6 +36,35 @@ pub struct FileReport {
     pub first_bad: Vec<(usize, BadReason)>,
 }
 
+/// A [`FileReport`]'s counts, as written into state files (the compiled-store cache's
+/// metadata, `status.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileCounts {
+    /// The file's path.
+    pub path: String,
+    /// The category it feeds.
+    pub category: String,
+    /// Names listed.
+    pub names: usize,
+    /// Lines skipped on purpose.
+    pub skipped: usize,
+    /// Lines that could not be read.
+    pub bad: usize,
+}
+
+impl FileReport {
+    /// Its counts, for a state file.
+    pub fn counts(&self) -> FileCounts {
+        FileCounts {
+            path: self.path.display().to_string(),
+            category: self.category.clone(),
+            names: self.names,
+            skipped: self.skipped,
+            bad: self.bad,
+        }
+    }
+}
+
 /// How many bad lines a report keeps by number.
 pub const FIRST_BAD_KEPT: usize = 5;
 
