@@ -178,24 +178,20 @@ impl Handler {
         // Answers must not outlive the policy that produced them: a bedtime starts on time
         // even for clients that cache.
         let ttl_cap = live.seconds_left(profile);
+        let asked = Asked {
+            name,
+            qtype,
+            profile,
+            client_rule,
+            ttl_cap,
+        };
         let decision = runtime
             .policy
             .decide(profile, || name.iter(), &runtime.lists.store, now);
         drop(live);
         let rewrite = match decision {
             Decision::Block(reason) => {
-                return self
-                    .block(
-                        &reply,
-                        &mut out,
-                        &runtime,
-                        (profile, client_rule),
-                        reason,
-                        name,
-                        qtype,
-                        ttl_cap,
-                    )
-                    .await;
+                return self.block(&reply, &mut out, &runtime, &asked, reason).await;
             }
             Decision::Rewrite(r) => Some(r),
             Decision::Forward | Decision::Allowed => None,
@@ -261,18 +257,7 @@ impl Handler {
             && let Some(reason) = cloaked(&runtime, profile, answer)
         {
             // CNAME cloaking: an allowed name that aliases a blocked one is blocked too.
-            return self
-                .block(
-                    &reply,
-                    &mut out,
-                    &runtime,
-                    (profile, client_rule),
-                    reason,
-                    name,
-                    qtype,
-                    ttl_cap,
-                )
-                .await;
+            return self.block(&reply, &mut out, &runtime, &asked, reason).await;
         }
         match resolved {
             Resolved::Answer(answer, age) => {
@@ -305,18 +290,21 @@ impl Handler {
 
     /// Answers a blocked name and counts it (by profile and category only: the name and the
     /// address stop here).
-    #[allow(clippy::too_many_arguments)]
     async fn block<R: ResponseHandler>(
         &self,
         reply: &Reply<'_>,
         out: &mut R,
         runtime: &Runtime,
-        (profile, client_rule): (usize, Option<usize>),
+        asked: &Asked<'_>,
         reason: BlockReason,
-        name: &Name,
-        qtype: RecordType,
-        ttl_cap: Option<u32>,
     ) -> ResponseInfo {
+        let Asked {
+            name,
+            qtype,
+            profile,
+            client_rule,
+            ttl_cap,
+        } = *asked;
         runtime
             .counters
             .record_blocked(profile, reason, client_rule);
@@ -349,6 +337,17 @@ impl Handler {
             )
             .await
     }
+}
+
+/// One question as the policy saw it: what was asked, by which profile (and client rule),
+/// and how long an answer may live before the profile's rules next change.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    name: &'a Name,
+    qtype: RecordType,
+    profile: usize,
+    client_rule: Option<usize>,
+    ttl_cap: Option<u32>,
 }
 
 impl Handler {
@@ -403,15 +402,12 @@ impl RequestHandler for Handler {
 mod tests {
     use std::net::SocketAddr;
     use std::path::Path;
-    use std::sync::Mutex;
 
     use hickory_proto::op::Message;
-    use hickory_proto::serialize::binary::BinEncoder;
-    use hickory_server::net::NetError;
-    use hickory_server::zone_handler::MessageResponse;
 
     use super::*;
     use crate::config::Config;
+    use crate::dns::request::Capture;
     use crate::runtime::share;
 
     /// A handler with no lists whose upstream refuses at once (nothing listens on port 9).
@@ -424,53 +420,14 @@ mod tests {
         ))
     }
 
-    /// Encodes answers as hickory-server does over UDP: at most the OPT payload size, 512
-    /// bytes without EDNS. There an answer that does not fit becomes a bare SERVFAIL header.
-    #[derive(Clone, Default)]
-    struct Udp(Arc<Mutex<Vec<Encoded>>>);
-
-    /// An answer's bytes, or why it could not be encoded.
-    type Encoded = Result<Vec<u8>, String>;
-
-    #[async_trait::async_trait]
-    impl ResponseHandler for Udp {
-        async fn send_response<'a>(
-            &mut self,
-            response: MessageResponse<
-                '_,
-                'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-            >,
-        ) -> Result<ResponseInfo, NetError> {
-            let mut bytes = Vec::new();
-            let mut encoder = BinEncoder::new(&mut bytes);
-            encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
-            let result = response.destructive_emit(&mut encoder);
-            let mut sent = self.0.lock().expect("lock");
-            match result {
-                Ok(info) => {
-                    sent.push(Ok(bytes));
-                    Ok(info)
-                }
-                Err(e) => {
-                    sent.push(Err(e.to_string()));
-                    Err(NetError::from(e.to_string()))
-                }
-            }
-        }
-    }
-
     /// The one answer to `packet` over UDP, which must encode.
     async fn ask(handler: &Handler, packet: &[u8]) -> Message {
         let src: SocketAddr = "127.0.0.1:5300".parse().expect("addr");
         let request = Request::from_bytes(packet.to_vec(), src, Protocol::Udp).expect("parses");
-        let out = Udp::default();
+        let out = Capture::default();
         handler.answer(&request, out.clone()).await;
-        let sent = out.0.lock().expect("lock");
-        let [Ok(bytes)] = sent.as_slice() else {
+        let sent = out.take_sent();
+        let (1, Some(Ok(bytes))) = (sent.count, &sent.last) else {
             panic!("one encoded answer expected, got {sent:?}");
         };
         Message::from_vec(bytes).expect("the answer parses")

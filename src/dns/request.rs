@@ -15,10 +15,24 @@ use hickory_server::zone_handler::MessageResponse;
 
 use super::Handler;
 
-/// A [`ResponseHandler`] that keeps the encoded answer instead of sending it.
+/// An answer's bytes, or why it could not be encoded.
+pub type Encoded = Result<Vec<u8>, String>;
+
+/// What a [`Capture`] was sent: how many answers, and the last one.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Answers the handler sent (one, for every request it answers).
+    pub count: usize,
+    /// The last of them, encoded.
+    pub last: Option<Encoded>,
+}
+
+/// A [`ResponseHandler`] that keeps the encoded answer instead of sending it. The serving loops
+/// use it, and so do the handler's unit tests and the fuzz harness, which also look at how
+/// many answers were sent and at answers that failed to encode.
 #[derive(Clone, Default)]
 pub struct Capture {
-    slot: Arc<Mutex<Option<Vec<u8>>>>,
+    sent: Arc<Mutex<Sent>>,
     /// For TCP: answers up to 65535 bytes, never truncated.
     stream: bool,
 }
@@ -27,14 +41,26 @@ impl Capture {
     /// A capture for a stream transport (TCP): no UDP size limit.
     pub fn for_stream() -> Self {
         Self {
-            slot: Arc::default(),
+            sent: Arc::default(),
             stream: true,
         }
     }
 
     /// The encoded answer, if one was produced.
     pub fn take(&self) -> Option<Vec<u8>> {
-        self.slot.lock().ok().and_then(|mut slot| slot.take())
+        self.sent
+            .lock()
+            .ok()
+            .and_then(|mut sent| sent.last.take())
+            .and_then(Result::ok)
+    }
+
+    /// Everything sent so far, taken out.
+    pub fn take_sent(&self) -> Sent {
+        self.sent
+            .lock()
+            .map(|mut sent| std::mem::take(&mut *sent))
+            .unwrap_or_default()
     }
 }
 
@@ -62,11 +88,22 @@ impl ResponseHandler for Capture {
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(max);
-        let info = response.destructive_emit(&mut encoder)?;
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = Some(bytes);
+        let result = response.destructive_emit(&mut encoder);
+        let Ok(mut sent) = self.sent.lock() else {
+            return result.map_err(NetError::from);
+        };
+        sent.count += 1;
+        match result {
+            Ok(info) => {
+                sent.last = Some(Ok(bytes));
+                Ok(info)
+            }
+            Err(e) => {
+                let text = e.to_string();
+                sent.last = Some(Err(text.clone()));
+                Err(NetError::from(text))
+            }
         }
-        Ok(info)
     }
 }
 
