@@ -60,16 +60,35 @@ pub fn load_dirs_with(
     dirs: &[PathBuf],
     builtin: &[(&str, &[&str])],
 ) -> Result<LoadedLists, ListError> {
-    load_dirs_cached(dirs, builtin, None)
+    load_dirs_cached(dirs, builtin, CacheUse::None)
 }
 
-/// [`load_dirs_with`], reading the compiled store from `cache_dir` when the list files have not
-/// changed since it was written, and writing it there after a build (see [`cache`]).
+/// What a load may do with the compiled-store cache (see [`cache`]).
+#[derive(Debug, Clone, Copy)]
+pub enum CacheUse<'a> {
+    /// Neither read nor write it.
+    None,
+    /// Read it when it matches the list files; never write (an offline command such as
+    /// `kidsafe check` run as root must not create files the daemon's user then cannot
+    /// replace).
+    ReadOnly(&'a Path),
+    /// Read it when it matches, write it after a build (the daemon).
+    ReadWrite(&'a Path),
+}
+
+/// [`load_dirs_with`], reading the compiled store from the cache directory when the list files
+/// have not changed since it was written, and (with [`CacheUse::ReadWrite`]) writing it there
+/// after a build.
 pub fn load_dirs_cached(
     dirs: &[PathBuf],
     builtin: &[(&str, &[&str])],
-    cache_dir: Option<&Path>,
+    cache: CacheUse<'_>,
 ) -> Result<LoadedLists, ListError> {
+    let (cache_dir, write_cache) = match cache {
+        CacheUse::None => (None, false),
+        CacheUse::ReadOnly(dir) => (Some(dir), false),
+        CacheUse::ReadWrite(dir) => (Some(dir), true),
+    };
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|source| ListError::Dir {
@@ -139,7 +158,7 @@ pub fn load_dirs_cached(
             ..FileReport::default()
         });
     }
-    if let (Some(dir), Some(fingerprint)) = (cache_dir, &fingerprint) {
+    if let (Some(dir), Some(fingerprint), true) = (cache_dir, &fingerprint, write_cache) {
         // Compiled straight into the cache file and read back: the names and the automaton
         // are never in memory together, which lowers the peak of a build by the automaton's
         // size (11 MB at a million names).
@@ -147,7 +166,7 @@ pub fn load_dirs_cached(
             Ok(loaded) => Ok(loaded),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), "compiled lists not cached ({e}); building them in memory, the next start rebuilds them");
-                load_dirs_cached(dirs, builtin, None)
+                load_dirs_cached(dirs, builtin, CacheUse::None)
             }
         };
     }
@@ -288,11 +307,19 @@ mod tests {
         std::fs::create_dir_all(&lists).expect("mkdir");
         std::fs::write(lists.join("gambling.txt"), "casino.example\nbad..line\n").expect("write");
         let builtin: &[(&str, &[&str])] = &[("bypass", &["dns.example"])];
-        let first =
-            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("build");
+        let first = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            builtin,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("build");
         assert!(state.join("lists.fst").exists());
-        let cached =
-            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("cached");
+        let cached = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            builtin,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("cached");
         assert_eq!(cached.store.as_bytes(), first.store.as_bytes());
         assert_eq!(cached.files.len(), first.files.len());
         assert_eq!(cached.files[0].bad, 1, "reports survive the cache");
@@ -302,13 +329,21 @@ mod tests {
         // A changed list is rebuilt, never served from the cache.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(lists.join("gambling.txt"), "casino.example\nbet.example\n").expect("write");
-        let rebuilt =
-            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("rebuild");
+        let rebuilt = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            builtin,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("rebuild");
         assert_ne!(rebuilt.store.lookup_str("bet.example"), 0);
         // Other built-in names are a change too.
         let other: &[(&str, &[&str])] = &[("bypass", &["dns2.example"])];
-        let changed =
-            load_dirs_cached(std::slice::from_ref(&lists), other, Some(&state)).expect("rebuild");
+        let changed = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            other,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("rebuild");
         assert_eq!(changed.store.lookup_str("dns.example"), 0);
         // A corrupted automaton fails its checksum and is rebuilt.
         let mut bytes = std::fs::read(state.join("lists.fst")).expect("read");
@@ -319,7 +354,8 @@ mod tests {
             "the checksum catches bit rot"
         );
         std::fs::write(state.join("lists.fst"), bytes).expect("write");
-        let healed = load_dirs_cached(&[lists], other, Some(&state)).expect("rebuild");
+        let healed =
+            load_dirs_cached(&[lists], other, CacheUse::ReadWrite(&state)).expect("rebuild");
         assert_ne!(healed.store.lookup_str("dns2.example"), 0);
         let on_disk = std::fs::read(state.join("lists.fst")).expect("read");
         assert!(
@@ -337,9 +373,41 @@ mod tests {
         // A file where the state directory should be: nothing can be created under it.
         let state = dir.path().join("state");
         std::fs::write(&state, "not a directory").expect("write");
-        let loaded = load_dirs_cached(&[lists], &[], Some(&state)).expect("builds anyway");
+        let loaded =
+            load_dirs_cached(&[lists], &[], CacheUse::ReadWrite(&state)).expect("builds anyway");
         let gambling = loaded.categories.index("gambling").expect("gambling");
         assert_eq!(loaded.store.lookup_str("www.casino.example"), 1 << gambling);
+    }
+
+    #[test]
+    fn a_read_only_load_reads_the_cache_but_never_creates_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lists = dir.path().join("lists");
+        std::fs::create_dir_all(&lists).expect("mkdir");
+        std::fs::write(lists.join("gambling.txt"), "casino.example\n").expect("write");
+        let state = dir.path().join("state");
+        let lists = std::slice::from_ref(&lists);
+        let loaded = load_dirs_cached(lists, &[], CacheUse::ReadOnly(&state)).expect("builds");
+        let gambling = loaded.categories.index("gambling").expect("gambling");
+        assert_eq!(loaded.store.lookup_str("www.casino.example"), 1 << gambling);
+        assert!(
+            !state.exists(),
+            "a read-only load created the state directory"
+        );
+
+        load_dirs_cached(lists, &[], CacheUse::ReadWrite(&state)).expect("writes the cache");
+        let written = std::fs::metadata(state.join("lists.fst"))
+            .and_then(|m| m.modified())
+            .expect("cache");
+        let again = load_dirs_cached(lists, &[], CacheUse::ReadOnly(&state)).expect("reads");
+        assert_eq!(again.store.lookup_str("www.casino.example"), 1 << gambling);
+        assert_eq!(
+            std::fs::metadata(state.join("lists.fst"))
+                .and_then(|m| m.modified())
+                .expect("cache"),
+            written,
+            "a read-only load rewrote the cache"
+        );
     }
 
     #[test]
