@@ -229,6 +229,12 @@ enum FeedEncoding {
     Identity,
 }
 
+/// The command-line definition, for generated documentation (`examples/man.rs` writes the
+/// manual pages from it).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Parses the command line, runs the command, and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -255,11 +261,12 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             Err(e) => Err(CliError::failed(e)),
         },
         Command::Check { config } => {
-            let runtime = crate::reload::load(&config).map_err(CliError::usage)?;
+            let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
+            listen_addresses_are_here(&config, &runtime.config)?;
             done(crate::reload::summary::check_report(&runtime, &config))
         }
         Command::Reload { config, pid } => {
-            crate::reload::load(&config).map_err(CliError::usage)?;
+            crate::reload::load_offline(&config).map_err(CliError::usage)?;
             crate::reload::request_reload(pid).map_err(CliError::failed)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -275,7 +282,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             at,
             config,
         } => {
-            let runtime = crate::reload::load(&config).map_err(CliError::usage)?;
+            let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
             let tz = runtime.policy.timezone().clone();
             let at = match at {
                 None => jiff::Timestamp::now(),
@@ -341,6 +348,22 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         }
         Command::Feed(FeedCommand::Publish(args)) => feed_publish(&args),
     }
+}
+
+/// `check` fails when `run` could not bind: a `listen` address that is not this machine's.
+fn listen_addresses_are_here(path: &Path, config: &Config) -> Result<(), CliError> {
+    let foreign = crate::server::foreign_listen_addresses(&config.server.listen);
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+    Err(CliError::usage(format!(
+        "{}: server.listen: {} {} not an address of this machine, so kidsafe could not answer \
+         there; use one of its addresses (`ip -brief address` lists them) or \"0.0.0.0:53\"",
+        path.display(),
+        list.join(", "),
+        if list.len() == 1 { "is" } else { "are" }
+    )))
 }
 
 /// Loads and checks the config, or says why not (exit code 2).

@@ -11,6 +11,36 @@ use hickory_proto::rr::RecordType;
 
 use crate::harness::*;
 
+/// A `listen` address this machine does not have is caught by `check`, not first by `run`
+/// at boot ("Cannot assign requested address"). Nothing is sent: binding fails locally.
+#[test]
+fn check_fails_for_a_listen_address_that_is_not_on_this_machine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kidsafe.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:0\", \"192.0.2.1:53\"]\nstate_dir = \"state\"\n\
+         [upstream]\nservers = [\"127.0.0.1\"]\n[defaults]\nprofile = \"x\"\n[profiles.x]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "error: {}: server.listen: 192.0.2.1:53 is not an address of this machine",
+        path.display()
+    );
+    assert!(stderr.starts_with(&want), "{stderr}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "check created the state directory"
+    );
+}
+
 #[test]
 fn check_names_file_line_column_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
