@@ -130,6 +130,34 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
+    /// First run: set the LAN addresses, the parents' devices and the profile of unknown
+    /// devices, check, write (comments kept), and print the next steps for this router.
+    Setup {
+        /// The config file to write (created from --template when missing).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The example config to start from when --config does not exist.
+        #[arg(long, default_value = crate::setup::TEMPLATE)]
+        template: PathBuf,
+        /// An address to answer on (repeatable; default: this machine's LAN addresses, port
+        /// 53, and 127.0.0.1:53).
+        #[arg(long)]
+        listen: Vec<std::net::SocketAddr>,
+        /// The parents' devices: MAC addresses, IP addresses or networks (comma-separated or
+        /// repeated).
+        #[arg(long, value_delimiter = ',')]
+        parents: Vec<String>,
+        /// The profile of the parents' devices (default: the first that does not block adult
+        /// content).
+        #[arg(long)]
+        parents_profile: Option<String>,
+        /// The profile of devices no rule names (default: the config's [defaults] profile).
+        #[arg(long)]
+        unknown_profile: Option<String>,
+        /// Ask nothing: take what is detected for anything no flag gives.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Check the config like `check`, then ask the daemon at PID to reload it (SIGHUP); the
     /// unit's `ExecReload=`, which needs no `kill` binary. Exit code 2 on an invalid config.
     Reload {
@@ -264,6 +292,33 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
             listen_addresses_are_here(&config, &runtime.config)?;
             done(crate::reload::summary::check_report(&runtime, &config))
+        }
+        Command::Setup {
+            config,
+            template,
+            listen,
+            parents,
+            parents_profile,
+            unknown_profile,
+            yes,
+        } => {
+            use std::io::IsTerminal as _;
+            let opts = crate::setup::SetupOptions {
+                config,
+                template,
+                listen,
+                parents,
+                parents_profile,
+                unknown_profile,
+                yes,
+            };
+            let interactive = !yes && std::io::stdin().is_terminal();
+            let said = crate::setup::run(&opts, &mut std::io::stdin().lock(), interactive)
+                .map_err(|e| match e {
+                    crate::setup::SetupError::Usage(m) => CliError::usage(m),
+                    crate::setup::SetupError::Failed(m) => CliError::failed(m),
+                })?;
+            done(said)
         }
         Command::Reload { config, pid } => {
             crate::reload::load_offline(&config).map_err(CliError::usage)?;

@@ -15,6 +15,7 @@
 //! Relative paths resolve against the directory of the config file, never the working directory.
 
 mod check;
+pub mod edit;
 mod error;
 pub mod presets;
 pub mod raw;

@@ -644,3 +644,76 @@ async fn grant_and_pause_apply_to_the_running_daemon_and_expire() {
     assert!(!ok && text.contains("no profile \"nobody\""), "{text}");
     daemon.stop();
 }
+
+/// `kidsafe setup --yes` takes the packaged config to a filtering LAN set-up: listen, the
+/// parents' devices on the open profile, unknown devices on a filtered one; comments are kept,
+/// the result passes `check`, a second run replaces its own rule, and a wrong profile name
+/// changes nothing.
+#[test]
+fn setup_writes_a_checked_config_and_keeps_its_comments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let template = dir.path().join("example.toml");
+    std::fs::write(&template, packaged_config(upstream, "")).expect("write");
+    let config = dir.path().join("etc/kidsafe.toml");
+    let setup = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["setup", "--yes", "--config"])
+            .arg(&config)
+            .arg("--template")
+            .arg(&template)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let out = setup(&[
+        "--parents",
+        "aa:bb:cc:dd:ee:01,192.168.1.2",
+        "--unknown-profile",
+        "child",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("parents' devices aa:bb:cc:dd:ee:01, 192.168.1.2 -> profile open"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Next steps"), "{stdout}");
+    let written = std::fs::read_to_string(&config).expect("written");
+    assert!(written.contains("# The profile for devices that no [[clients]] rule matches."));
+    assert!(written.contains("listen = [\"127.0.0.1:0\"]"), "{written}");
+    assert!(written.contains("profile = \"child\"\n"), "{written}");
+    let (ok, report) = run(&["check"], &config);
+    assert!(ok, "{report}");
+
+    let out = setup(&[
+        "--parents",
+        "aa:bb:cc:dd:ee:02",
+        "--unknown-profile",
+        "teen",
+    ]);
+    assert!(out.status.success());
+    let again = std::fs::read_to_string(&config).expect("written");
+    assert_eq!(
+        again.matches("name = \"parents' devices\"").count(),
+        1,
+        "{again}"
+    );
+    assert!(again.contains("match = [\"aa:bb:cc:dd:ee:02\"]"), "{again}");
+
+    let out = setup(&["--unknown-profile", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "--unknown-profile \"nosuch\": no such profile; the config has child, open, teen"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&config).expect("kept"), again);
+}
