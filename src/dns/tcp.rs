@@ -33,6 +33,10 @@ use super::request::respond;
 
 /// Most queries of one connection being answered at once; the next waits to be read.
 pub const PIPELINE: usize = 32;
+
+/// The longest TCP query read (the same limit as a UDP query datagram): anything longer is
+/// not a query kidsafe answers, and the connection is closed before it is read.
+pub const MAX_QUERY: usize = 4096;
 /// Refused connections are logged at most this often.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -202,7 +206,13 @@ async fn connection(
             // The rest of a message must follow promptly, or the connection is dropped.
             let rest = async {
                 len[1] = reader.read_u8().await?;
-                let mut raw = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                let size = usize::from(u16::from_be_bytes(len));
+                if size > MAX_QUERY {
+                    // A query is one question and at most an OPT record: a few hundred bytes.
+                    // A longer one is not read into memory; RFC 7766 lets us close.
+                    return Err(std::io::Error::other("query too long"));
+                }
+                let mut raw = vec![0u8; size];
                 reader.read_exact(&mut raw).await?;
                 Ok::<_, std::io::Error>(raw)
             };

@@ -187,3 +187,34 @@ async fn an_idle_connection_is_closed_after_the_timeout_and_a_busy_one_is_not() 
     assert!(closed_by_server(&mut silent, Duration::from_secs(4)).await);
     daemon.stop().await;
 }
+
+/// A TCP message longer than any query (4 KiB) closes the connection as soon as its length
+/// is read: the server never buffers the 64 KiB a length prefix can announce. A new
+/// connection is served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_query_closes_the_connection_unread() {
+    let upstream = Upstream::start().await;
+    let daemon = Daemon::start(upstream.addr).await;
+    let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+    // A real query padded to 4,097 bytes, its length announced honestly.
+    let mut raw = query_message(WWW, RecordType::A).to_vec().expect("encode");
+    raw.resize(4097, 0);
+    let mut framed = u16::try_from(raw.len())
+        .expect("len")
+        .to_be_bytes()
+        .to_vec();
+    framed.extend_from_slice(&raw[..100]);
+    stream.write_all(&framed).await.expect("write");
+    assert!(
+        closed_by_server(&mut stream, Duration::from_secs(5)).await,
+        "closed without waiting for the rest"
+    );
+
+    let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+    let mut padded = query_message(WWW, RecordType::A);
+    padded.metadata.id = 4096;
+    send(&mut stream, &[padded]).await;
+    let reply = receive(&mut stream).await.expect("an answer");
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    daemon.stop().await;
+}
