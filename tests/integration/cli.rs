@@ -717,3 +717,29 @@ fn setup_writes_a_checked_config_and_keeps_its_comments() {
     );
     assert_eq!(std::fs::read_to_string(&config).expect("kept"), again);
 }
+
+/// At trace level the file watcher's own library would log every event in the config's
+/// directory with its file name (a parent's notes, a child's name in a file name): its target
+/// is capped like hickory's, and kidsafe's own lines name no such file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_events_beside_the_config_are_not_logged_at_trace() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start(&config);
+    let token = "zq7-private-file-name";
+    let file = dir.path().join(format!("{token}.txt"));
+    std::fs::write(&file, "notes\n").expect("write");
+    std::fs::write(&file, "more notes\n").expect("write");
+    std::fs::remove_file(&file).expect("remove");
+    // An edit of the config itself, so the watch is proven to be running.
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text + "\n").expect("write");
+    daemon.wait_for("reloaded config and lists", Duration::from_secs(10));
+    let log = daemon.stop();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "ran at a verbose level"
+    );
+    assert!(!log.contains(token), "{log}");
+}
