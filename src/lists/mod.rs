@@ -9,7 +9,7 @@
 pub mod cache;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::blocklist::parse::{self, BadReason, Scanned, scan_line};
@@ -44,6 +44,16 @@ pub enum ListError {
         path: PathBuf,
         /// Its stem.
         stem: String,
+    },
+    /// A file with lines that lists no name at all: another encoding, or not a list.
+    #[error(
+        "list file {path}: {lines} lines but not one name (is it a list of names, saved as text?)"
+    )]
+    NoNames {
+        /// The file.
+        path: PathBuf,
+        /// Lines that were not blank or comments.
+        lines: usize,
     },
     /// More categories than one bitset holds.
     #[error(transparent)]
@@ -184,16 +194,63 @@ pub fn load_file(
     bit: u8,
     builder: &mut StoreBuilder,
 ) -> Result<FileReport, ListError> {
-    let file = File::open(path).map_err(|source| ListError::File {
+    let failed = |source| ListError::File {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(failed)?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut report = FileReport {
         path: path.to_path_buf(),
         category: category.to_string(),
         ..FileReport::default()
     };
+    // Windows Notepad saves "Unicode" as UTF-16 with a byte-order mark, and "UTF-8" with one:
+    // read as they are, such files list nothing, and a parent would never know.
+    let (utf16, utf8_bom) = {
+        let head = reader.fill_buf().map_err(failed)?;
+        let utf16 = match head {
+            [0xff, 0xfe, ..] => Some(u16::from_le_bytes as fn([u8; 2]) -> u16),
+            [0xfe, 0xff, ..] => Some(u16::from_be_bytes as fn([u8; 2]) -> u16),
+            _ => None,
+        };
+        (utf16, head.starts_with(&[0xef, 0xbb, 0xbf]))
+    };
+    if utf8_bom {
+        reader.consume(3);
+    }
+    match utf16 {
+        Some(unit) => {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).map_err(failed)?;
+            let units = bytes
+                .get(2..)
+                .unwrap_or_default()
+                .chunks_exact(2)
+                .map(|pair| unit([pair[0], pair[1]]));
+            let text: String = char::decode_utf16(units)
+                .collect::<Result<_, _>>()
+                .map_err(|e| failed(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+            read_lines(text.as_bytes(), bit, builder, &mut report).map_err(failed)?;
+        }
+        None => read_lines(reader, bit, builder, &mut report).map_err(failed)?,
+    }
+    if report.names == 0 && report.skipped + report.bad > 0 {
+        return Err(ListError::NoNames {
+            path: path.to_path_buf(),
+            lines: report.skipped + report.bad,
+        });
+    }
+    Ok(report)
+}
+
+/// Reads list lines from `reader` into `builder` and `report`.
+fn read_lines(
+    mut reader: impl BufRead,
+    bit: u8,
+    builder: &mut StoreBuilder,
+    report: &mut FileReport,
+) -> io::Result<()> {
     let mut line = Vec::with_capacity(256);
     let mut number = 0;
     // A feed snapshot's file (`#nfeed/1` header: canonical, signed, hash-checked) may list
@@ -202,14 +259,8 @@ pub fn load_file(
     let mut canonical = false;
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|source| ListError::File {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if read == 0 {
-            break;
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
         }
         number += 1;
         if number == 1 {
@@ -244,7 +295,6 @@ pub fn load_file(
             }
         }
     }
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -361,6 +411,72 @@ mod tests {
         assert!(
             Store::from_bytes(on_disk).is_some(),
             "and the cache is rewritten whole"
+        );
+    }
+
+    #[test]
+    fn a_same_size_edit_with_its_modification_time_put_back_is_rebuilt() {
+        // `cp -p` and `rsync -t` keep a file's modification time; a cache keyed by path, size
+        // and mtime alone served the old names after such an edit.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lists = dir.path().join("lists");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&lists).expect("mkdir");
+        let file = lists.join("gambling.txt");
+        std::fs::write(&file, "casino.example\n").expect("write");
+        let lists = std::slice::from_ref(&lists);
+        load_dirs_cached(lists, &[], CacheUse::ReadWrite(&state)).expect("build");
+        let mtime = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, "casino.exampl2\n").expect("same size");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("put the mtime back");
+        let again = load_dirs_cached(lists, &[], CacheUse::ReadWrite(&state)).expect("load");
+        assert_eq!(
+            again.store.lookup_str("casino.example"),
+            0,
+            "stale cache served"
+        );
+        assert_ne!(again.store.lookup_str("casino.exampl2"), 0);
+    }
+
+    #[test]
+    fn utf16_and_bom_files_are_read_and_a_file_of_no_names_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "# Notepad\r\ncasino.example\r\nbet.example\r\n";
+        let mut le = vec![0xff, 0xfe];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xfe, 0xff];
+        be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        let mut bom = vec![0xef, 0xbb, 0xbf];
+        bom.extend_from_slice(b"casino.example\nbet.example\n");
+        for (name, bytes) in [("le", le), ("be", be), ("bom", bom)] {
+            let sub = dir.path().join(name);
+            std::fs::create_dir_all(&sub).expect("mkdir");
+            std::fs::write(sub.join("gambling.txt"), bytes).expect("write");
+            let loaded = load_dirs(&[sub]).expect(name);
+            assert_eq!(loaded.files[0].names, 2, "{name}");
+            assert_ne!(loaded.store.lookup_str("bet.example"), 0, "{name}");
+        }
+        let junk = dir.path().join("junk");
+        std::fs::create_dir_all(&junk).expect("mkdir");
+        std::fs::write(junk.join("gambling.txt"), "<html>\n<body>Login</body>\n").expect("write");
+        let err = load_dirs(&[junk]).expect_err("no names");
+        assert!(
+            err.to_string().contains("2 lines but not one name"),
+            "{err}"
+        );
+        let comments = dir.path().join("comments");
+        std::fs::create_dir_all(&comments).expect("mkdir");
+        std::fs::write(comments.join("gambling.txt"), "# nothing yet\n\n").expect("write");
+        assert!(
+            load_dirs(&[comments]).is_ok(),
+            "comments alone are an empty list, not an error"
         );
     }
 
