@@ -351,13 +351,16 @@ fn min_poll(root: &Path) -> Duration {
         .ok()
         .flatten()
         .map_or(0, |s| s.min_poll_seconds);
-    Duration::from_secs(seconds)
+    // Validated when the manifest was installed; capped again here because the state file
+    // is only a file.
+    Duration::from_secs(seconds.min(super::manifest::MAX_MIN_POLL_SECONDS))
 }
 
 /// `base` ± 20 %.
 pub fn jitter(base: Duration) -> Duration {
     let factor = 0.8 + rand::random::<f64>() * 0.4;
-    base.mul_f64(factor)
+    // mul_f64 panics when the product overflows a Duration: never on the updater's thread.
+    Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
 }
 
 /// The wait after `failures` consecutive failures: 30 s doubling, capped at 6 h and at the
@@ -378,6 +381,16 @@ pub fn backoff(failures: u32, refresh: Duration, retry_after: Option<Duration>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_never_panics_on_a_huge_wait() {
+        let huge = Duration::from_secs(u64::MAX);
+        for _ in 0..100 {
+            assert!(jitter(huge) <= huge);
+        }
+        let hour = jitter(Duration::from_secs(3600)).as_secs();
+        assert!((2880..=4320).contains(&hour), "{hour}");
+    }
 
     #[test]
     fn backoff_doubles_caps_and_honours_retry_after() {
