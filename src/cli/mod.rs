@@ -126,7 +126,7 @@ enum Command {
         /// How many days back, today included.
         #[arg(long, default_value_t = 7)]
         days: u32,
-        /// Only this profile.
+        /// Only this profile (one of the config's, or one that has statistics).
         #[arg(long)]
         profile: Option<String>,
     },
@@ -312,14 +312,24 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             days,
             profile,
         } => {
+            use crate::stats::report::{ReportConfig, ReportError, for_state_dir};
             let config = load_config(&config)?;
-            let text = crate::stats::report::for_state_dir(
-                &config.server.state_dir,
+            let report = ReportConfig {
+                state_dir: &config.server.state_dir,
+                profiles: config.profiles.iter().map(|p| p.name.as_str()).collect(),
+                enabled: config.stats.enabled,
+                flush: config.stats.flush,
+            };
+            let text = for_state_dir(
+                &report,
                 std::time::SystemTime::now(),
                 days.max(1),
                 profile.as_deref(),
             )
-            .map_err(CliError::failed)?;
+            .map_err(|e| match e {
+                ReportError::UnknownProfile(m) => CliError::usage(m),
+                ReportError::Failed(m) => CliError::failed(m),
+            })?;
             done(text)
         }
         Command::Feed(FeedCommand::Update { config }) => {

@@ -614,3 +614,45 @@ async fn grant_and_pause_apply_to_the_running_daemon_and_expire() {
     assert!(!ok && text.contains("no profile \"nobody\""), "{text}");
     daemon.stop();
 }
+
+/// Issue 20: before the daemon's first flush `kidsafe stats` said "error: no statistics yet"
+/// (exit 1), and `--profile nosuch` said "nothing was blocked".
+#[test]
+fn stats_before_the_first_flush_and_for_an_unknown_profile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "127.0.0.1:53".parse().expect("addr"), "", "");
+    let stats = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("stats")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let db = dir.path().join("state").join("stats.db");
+    assert_eq!(
+        stats(&[]),
+        (
+            Some(0),
+            format!(
+                "No statistics yet: the daemon writes its first numbers to {} within 1m of starting ([stats] flush).\n",
+                db.display()
+            ),
+            String::new()
+        )
+    );
+    assert_eq!(
+        stats(&["--profile", "nosuch"]),
+        (
+            Some(2),
+            String::new(),
+            "error: no profile \"nosuch\"; the profiles are child, teen\n".to_string()
+        )
+    );
+}
