@@ -185,7 +185,8 @@ enum FeedCommand {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub.
+    /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub;
+    /// never replaces an existing key (to rotate, see docs/feed.md).
     Keygen(FeedKeygenArgs),
     /// Publish the lists of a directory as a signed feed, ready to copy to a web server.
     Publish(FeedPublishArgs),
