@@ -178,6 +178,32 @@ block = ["adult", "gambling"]
         now: Timestamp,
         crash_at: Option<Step>,
     ) -> Result<Outcome, UpdateError> {
+        self.update_with(now, crash_at, None).await
+    }
+
+    /// One update now, with the labels its progress reports named, in order, each once.
+    pub async fn update_reporting(&self) -> (Result<Outcome, UpdateError>, Vec<String>) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let record = Arc::clone(&seen);
+        let progress: kidsafe::feed::update::Progress = Box::new(move |label, _, _| {
+            let mut seen = record.lock().expect("lock");
+            if seen.last().map(String::as_str) != Some(label) {
+                seen.push(label.to_string());
+            }
+        });
+        let result = self
+            .update_with(Timestamp::now(), None, Some(progress))
+            .await;
+        let seen = seen.lock().expect("lock").clone();
+        (result, seen)
+    }
+
+    async fn update_with(
+        &self,
+        now: Timestamp,
+        crash_at: Option<Step>,
+        progress: Option<kidsafe::feed::update::Progress>,
+    ) -> Result<Outcome, UpdateError> {
         let config = self.config();
         let feed = config.feed.clone().expect("[feed]");
         let fetcher = self.fetcher(&config);
@@ -195,7 +221,7 @@ block = ["adult", "gambling"]
                     panic!("simulated crash at {step:?}");
                 }
             }),
-            progress: None,
+            progress,
         };
         updater.run(now).await
     }
@@ -304,7 +330,14 @@ fn kind(result: &Result<Outcome, UpdateError>) -> &'static str {
 #[tokio::test]
 async fn a_published_feed_installs_blocks_and_updates_only_what_changed() {
     let feed = Feed::new(50).await;
-    feed.install_first().await;
+    // Progress is reported per category (issue 20: it was the file's hash prefix).
+    let (outcome, labels) = feed.update_reporting().await;
+    assert!(
+        matches!(outcome, Ok(Outcome::Installed { sequence: 1, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(labels, ["adult", "gambling"]);
+    feed.assert_still_serving(1);
     assert!(feed.state().expect("state").previous.is_none());
     // A signed single-label entry blocks its whole TLD (a list of unknown origin could not).
     assert_eq!(feed.blocked("www.anything.xxx").as_deref(), Some("adult"));
@@ -321,7 +354,9 @@ async fn a_published_feed_installs_blocks_and_updates_only_what_changed() {
     // One category changes: only it is fetched (by delta), the other is kept.
     feed.publish_second();
     feed.server.reset_hits();
-    let outcome = feed.update().await.expect("update to 2");
+    let (outcome, labels) = feed.update_reporting().await;
+    assert_eq!(labels, ["gambling (delta)"]);
+    let outcome = outcome.expect("update to 2");
     let Outcome::Installed {
         sequence,
         full,
