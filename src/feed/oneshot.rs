@@ -89,8 +89,9 @@ pub fn update(config: &Config) -> u8 {
             println!("{}", describe(&outcome));
             match outcome {
                 Outcome::Installed { alarms, .. } => {
+                    // On stderr, so the daemon relays it as a warning.
                     for alarm in alarms {
-                        println!("ALARM: {alarm}");
+                        eprintln!("ALARM: {alarm}");
                     }
                     exit::INSTALLED
                 }

@@ -1021,6 +1021,26 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
     for name in [FEED_ADULT, FEED_CASINO, "www.example.test"] {
         assert!(!log.contains(name), "{name} in the log:\n{log}");
     }
+    // Issue 20: the updater process's report appeared twice, once without a timestamp. Now
+    // every line is the daemon's own, stamped, and each update is reported once.
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let stamp = line.split_whitespace().next().unwrap_or_default();
+        assert!(
+            stamp.parse::<Timestamp>().is_ok(),
+            "a line without a timestamp: {line:?} in\n{log}"
+        );
+    }
+    for sequence in [2, 4] {
+        let reports: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!("installed sequence {sequence}:")))
+            .collect();
+        assert_eq!(reports.len(), 1, "{log}");
+        assert!(
+            reports[0].contains(&format!(" INFO feed: installed sequence {sequence}: ")),
+            "{log}"
+        );
+    }
 }
 
 /// Runs the binary off the async runtime (the test's HTTP server must keep answering).
