@@ -656,3 +656,33 @@ fn stats_before_the_first_flush_and_for_an_unknown_profile() {
         )
     );
 }
+
+/// Issue 20: a damaged overrides.json was warned about every second, for as long as it stayed
+/// damaged. Now once, and again only when the file changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_overrides_file_is_warned_about_once_per_version() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start(&config);
+    let path = dir.path().join("state/overrides.json");
+    std::fs::write(&path, "{ not json").expect("write");
+    daemon.wait_for("overrides not applied", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    std::fs::write(&path, "{ still not json }").expect("write");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let log = daemon.stop();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("overrides not applied"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{log}");
+    assert!(
+        warnings[0].ends_with(&format!(
+            "WARN overrides not applied, keeping the previous ones: {}: key must be a string at line 1 column 3",
+            path.display()
+        )),
+        "{}",
+        warnings[0]
+    );
+}
