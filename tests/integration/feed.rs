@@ -1013,6 +1013,25 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
         ] {
             assert!(scrape.contains(want), "{want:?} missing from:\n{scrape}");
         }
+        // Issue 20: README's metrics table left the feed's out. Every family served is in it.
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .expect("README");
+        for line in scrape.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (family, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            let name = if kind == "counter" && !family.ends_with("_total") {
+                format!("{family}_total")
+            } else {
+                family.to_string()
+            };
+            assert!(
+                readme.contains(&format!("| `{name}` | {kind} |")),
+                "README's metrics table lacks {name} ({kind})"
+            );
+        }
         daemon.stop()
     })
     .await
