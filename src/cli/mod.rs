@@ -76,6 +76,10 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Also ask each upstream one question (all at once, each within [upstream] timeout)
+        /// and say which answer; exit code 1 when none does.
+        #[arg(long)]
+        probe: bool,
     },
     /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
     Explain {
@@ -255,9 +259,16 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ))),
             Err(e) => Err(CliError::failed(e)),
         },
-        Command::Check { config } => {
+        Command::Check { config, probe } => {
             let runtime = crate::reload::load(&config).map_err(CliError::usage)?;
-            done(crate::reload::summary::check_report(&runtime, &config))
+            out!(
+                "{}",
+                crate::reload::summary::check_report(&runtime, &config)
+            );
+            if probe {
+                probe_upstreams(&runtime.config)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reload { config, pid } => {
             crate::reload::load(&config).map_err(CliError::usage)?;
@@ -352,6 +363,28 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         }
         Command::Feed(FeedCommand::Publish(args)) => feed_publish(&args),
     }
+}
+
+/// `kidsafe check --probe`: asks each upstream one question and prints which answer; an
+/// error (exit code 1) when none does.
+fn probe_upstreams(config: &Config) -> Result<(), CliError> {
+    use crate::dns::upstream::probe;
+    let tls = crate::dns::upstream::tls_for(config)
+        .map_err(|e| CliError::usage(format!("{}: {}: {}", e.at, e.key, e.message)))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let results = rt.block_on(probe::probe(&config.upstream, tls));
+    let (text, answering) = probe::render(&results, config.upstream.timeout);
+    out!("\n{text}");
+    if answering == 0 {
+        return Err(CliError::failed(
+            "no upstream answers from this machine, so every name kidsafe forwards would get \
+             SERVFAIL: check the network, or choose other [upstream] servers",
+        ));
+    }
+    Ok(())
 }
 
 /// Loads and checks the config, or says why not (exit code 2).

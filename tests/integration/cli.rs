@@ -686,3 +686,77 @@ async fn a_damaged_overrides_file_is_warned_about_once_per_version() {
         warnings[0]
     );
 }
+
+/// Issue 20: where the configured resolvers are unreachable, every forwarded name was SERVFAIL
+/// with nothing to say why. `kidsafe check --probe` asks each upstream once and says which
+/// answer; exit code 1 when none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probe_says_which_upstreams_answer() {
+    let answering = FakeUpstream::start(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 60).await;
+    let silent = FakeUpstream::start(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 60).await;
+    silent.set_silent(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), answering.addr, "", "");
+    let rewrite = |servers: &str| {
+        let text = config_text(answering.addr, "", "")
+            .replace(&format!("servers = [\"{}\"]", answering.addr), servers)
+            .replace("timeout = \"1500ms\"", "timeout = \"500ms\"");
+        std::fs::write(&config, text).expect("write");
+    };
+    let probe = |config: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN)
+                .args(["check", "--probe", "--config"])
+                .arg(&config)
+                .output()
+                .expect("run");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        })
+        .await
+        .expect("join")
+    };
+    // The milliseconds vary; everything else is exact.
+    let section = |stdout: &str| {
+        let at = stdout.find("\nupstreams (").expect("probe section");
+        stdout[at + 1..]
+            .lines()
+            .map(|l| match l.split_once("answers (") {
+                Some((head, _)) => format!("{head}answers (N ms)"),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    rewrite(&format!(
+        "servers = [\"{}\", \"{}\"]",
+        answering.addr, silent.addr
+    ));
+    let (code, stdout, stderr) = probe(config.clone()).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        section(&stdout),
+        format!(
+            "upstreams (one question each, \". NS\", within 500ms):\n  udp://{}  answers (N ms)\n  udp://{}  no answer: no upstream answered in time\n1 of 2 upstreams answer",
+            answering.addr, silent.addr
+        )
+    );
+    assert_eq!(answering.queries(), 1);
+    assert_eq!(silent.queries(), 1);
+
+    rewrite(&format!("servers = [\"{}\"]", silent.addr));
+    let (code, stdout, stderr) = probe(config.clone()).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with("no answer: no upstream answered in time\n0 of 1 upstreams answer\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr,
+        "error: no upstream answers from this machine, so every name kidsafe forwards would get SERVFAIL: check the network, or choose other [upstream] servers\n"
+    );
+}
