@@ -81,6 +81,13 @@ enum Command {
         #[arg(long)]
         probe: bool,
     },
+    /// List the categories: what each holds, its other names in lists, the presets that block
+    /// it, and (with --config) how many names the config's lists load into each.
+    Categories {
+        /// A config file whose lists to count (default: the vocabulary alone).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
     Explain {
         /// The name to explain.
@@ -269,6 +276,14 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                 probe_upstreams(&runtime.config)?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Categories { config } => {
+            let runtime = match config {
+                Some(path) => Some(crate::reload::load(&path).map_err(CliError::usage)?),
+                None => None,
+            };
+            let loaded = runtime.as_ref().map(|r| r.lists.names_per_category());
+            done(crate::config::presets::categories_report(loaded.as_ref()))
         }
         Command::Reload { config, pid } => {
             crate::reload::load(&config).map_err(CliError::usage)?;

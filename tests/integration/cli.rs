@@ -760,3 +760,32 @@ async fn check_probe_says_which_upstreams_answer() {
         "error: no upstream answers from this machine, so every name kidsafe forwards would get SERVFAIL: check the network, or choose other [upstream] servers\n"
     );
 }
+
+/// Issue 20: `kidsafe categories` was promised (category.rs) but missing. It prints the
+/// vocabulary alone, and with --config the names the config's lists load per category.
+#[test]
+fn categories_lists_the_vocabulary_and_what_a_config_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "127.0.0.1:53".parse().expect("addr"), "", "");
+    std::fs::write(
+        dir.path().join("lists/local.txt"),
+        "a.example.test\nb.example.test\n",
+    )
+    .expect("write");
+    let bare = Command::new(BIN).arg("categories").output().expect("run");
+    assert_eq!(bare.status.code(), Some(0));
+    let bare = String::from_utf8_lossy(&bare.stdout).to_string();
+    assert!(
+        bare.contains("\nadult      block  pornography and sexually explicit material\n           also named: porn, pornography, sex, mixed_adult\n           blocked by presets: under-9, 9-12, 13-15, 16-17\n\n"),
+        "{bare}"
+    );
+    let (ok, text) = run(&["categories"], &config);
+    assert!(ok, "{text}");
+    for want in [
+        "blocked by presets: under-9, 9-12, 13-15, 16-17\n           loaded: 1 name\n\ndating",
+        "also named: arjel\n           blocked by presets: under-9, 9-12, 13-15, 16-17\n           loaded: 1 name\n",
+        "\nCustom categories (list files with other names):\nlocal      loaded: 2 names\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
+}
