@@ -286,13 +286,31 @@ async fn run(
             .try_into()
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_secs(1));
+        // Not held while waiting: a reload frees the old runtime at once, and is noticed.
+        let seen = Arc::downgrade(&runtime);
+        drop(runtime);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            // A config edit may add a list source or a [feed]: fetch it now, not at the next
+            // wake-up (up to 5 minutes away). Sources and the feed already scheduled keep
+            // their times, so the reload an install causes starts nothing new.
+            () = replaced(&shared, &seen) => {}
             () = update_now.notified() => {
                 feed_due = Some(Timestamp::now());
                 sources.make_all_due();
             }
+        }
+    }
+}
+
+/// Returns once the shared runtime is no longer `seen` (a reload swapped a new one in);
+/// checked every second.
+async fn replaced(shared: &SharedRuntime, seen: &std::sync::Weak<crate::runtime::Runtime>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !std::sync::Weak::ptr_eq(seen, &Arc::downgrade(&shared.load_full())) {
+            return;
         }
     }
 }

@@ -1314,6 +1314,31 @@ async fn list_sources_update_by_command_and_in_the_running_daemon() {
             .expect("spawn");
     wait_blocked(daemon.addr, "first-source.example.test").await;
     wait_blocked(daemon.addr, "daemon-source.example.test").await;
+
+    // Issue 20: a copy installed by hand applies at once; it waited for SIGUSR1.
+    std::fs::write(
+        feed.path("www/hosts"),
+        "0.0.0.0 first-source.example.test\n0.0.0.0 by-hand-source.example.test\n",
+    )
+    .expect("write");
+    assert_eq!(kidsafe_async(&args).await.status.code(), Some(0));
+    wait_blocked(daemon.addr, "by-hand-source.example.test").await;
+    // And a source added by a config edit is fetched at once; it waited for the updater's next
+    // wake-up, up to 5 minutes.
+    std::fs::write(
+        feed.path("www/more-hosts"),
+        "0.0.0.0 live-edit-source.example.test\n",
+    )
+    .expect("write");
+    std::fs::write(
+        &path,
+        format!(
+            "{text}\n[[lists.sources]]\ncategory = \"adult\"\nurl = \"{}more-hosts\"\n",
+            feed.server.url()
+        ),
+    )
+    .expect("write");
+    wait_blocked(daemon.addr, "live-edit-source.example.test").await;
     let log = tokio::task::spawn_blocking(move || daemon.stop())
         .await
         .expect("stop");
