@@ -218,15 +218,14 @@ pub fn syntax_error(source: &str, offset: usize, message: &str) -> (usize, Strin
     let line_start = source
         .get(..offset)
         .map_or(0, |b| b.rfind('\n').map_or(0, |i| i + 1));
-    let first_on_line = source
-        .get(line_start..offset)
-        .is_some_and(|b| b.trim().is_empty());
-    let next = source
-        .get(offset..)
+    // The line the parser stopped on, whole: `allow = [` or `[[clients]]` cannot be inside a
+    // list, so the list before it was never closed.
+    let line = source
+        .get(line_start..)
         .and_then(|rest| rest.lines().next())
         .unwrap_or_default();
-    let starts_something_else = looks_like_key(next) || looks_like_header(next);
-    if base == "unclosed array" || (opened_before && first_on_line && starts_something_else) {
+    let starts_something_else = looks_like_key(line) || looks_like_header(line);
+    if base == "unclosed array" || (opened_before && starts_something_else) {
         return (
             open,
             "this list is not closed: add \"]\" after its last item".to_string(),

@@ -529,6 +529,14 @@ fn an_unclosed_list_is_blamed_where_it_opened_in_plain_words() {
         p.message,
         "this list is not closed: add \"]\" after its last item"
     );
+    let before_key_after_comma =
+        MINIMAL.replace("block = [\"adult\"]", "block = [\"adult\",\nallow = []");
+    let p = first_problem(&before_key_after_comma);
+    assert_eq!((p.at.line, p.at.column), (9, 9), "{p:?}");
+    assert_eq!(
+        p.message,
+        "this list is not closed: add \"]\" after its last item"
+    );
     let at_end = MINIMAL.replace("block = [\"adult\"]", "block = [\"adult\",\n  \"dating\"");
     let p = first_problem(&at_end);
     assert_eq!((p.at.line, p.at.column), (9, 9), "{p:?}");
