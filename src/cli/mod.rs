@@ -76,6 +76,17 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Also ask each upstream one question (all at once, each within [upstream] timeout)
+        /// and say which answer; exit code 1 when none does.
+        #[arg(long)]
+        probe: bool,
+    },
+    /// List the categories: what each holds, its other names in lists, the presets that block
+    /// it, and (with --config) how many names the config's lists load into each.
+    Categories {
+        /// A config file whose lists to count (default: the vocabulary alone).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
     Explain {
@@ -126,7 +137,7 @@ enum Command {
         /// How many days back, today included.
         #[arg(long, default_value_t = 7)]
         days: u32,
-        /// Only this profile.
+        /// Only this profile (one of the config's, or one that has statistics).
         #[arg(long)]
         profile: Option<String>,
     },
@@ -213,7 +224,8 @@ enum FeedCommand {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub.
+    /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub;
+    /// never replaces an existing key (to rotate, see docs/feed.md).
     Keygen(FeedKeygenArgs),
     /// Publish the lists of a directory as a signed feed, ready to copy to a web server.
     Publish(FeedPublishArgs),
@@ -288,10 +300,25 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ))),
             Err(e) => Err(CliError::failed(e)),
         },
-        Command::Check { config } => {
+        Command::Check { config, probe } => {
             let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
             listen_addresses_are_here(&config, &runtime.config)?;
-            done(crate::reload::summary::check_report(&runtime, &config))
+            out!(
+                "{}",
+                crate::reload::summary::check_report(&runtime, &config)
+            );
+            if probe {
+                probe_upstreams(&runtime.config)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Categories { config } => {
+            let runtime = match config {
+                Some(path) => Some(crate::reload::load_offline(&path).map_err(CliError::usage)?),
+                None => None,
+            };
+            let loaded = runtime.as_ref().map(|r| r.lists.names_per_category());
+            done(crate::config::presets::categories_report(loaded.as_ref()))
         }
         Command::Setup {
             config,
@@ -374,14 +401,24 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             days,
             profile,
         } => {
+            use crate::stats::report::{ReportConfig, ReportError, for_state_dir};
             let config = load_config(&config)?;
-            let text = crate::stats::report::for_state_dir(
-                &config.server.state_dir,
+            let report = ReportConfig {
+                state_dir: &config.server.state_dir,
+                profiles: config.profiles.iter().map(|p| p.name.as_str()).collect(),
+                enabled: config.stats.enabled,
+                flush: config.stats.flush,
+            };
+            let text = for_state_dir(
+                &report,
                 std::time::SystemTime::now(),
                 days.max(1),
                 profile.as_deref(),
             )
-            .map_err(CliError::failed)?;
+            .map_err(|e| match e {
+                ReportError::UnknownProfile(m) => CliError::usage(m),
+                ReportError::Failed(m) => CliError::failed(m),
+            })?;
             done(text)
         }
         Command::Feed(FeedCommand::Update { config }) => {
@@ -419,6 +456,28 @@ fn listen_addresses_are_here(path: &Path, config: &Config) -> Result<(), CliErro
         list.join(", "),
         if list.len() == 1 { "is" } else { "are" }
     )))
+}
+
+/// `kidsafe check --probe`: asks each upstream one question and prints which answer; an
+/// error (exit code 1) when none does.
+fn probe_upstreams(config: &Config) -> Result<(), CliError> {
+    use crate::dns::upstream::probe;
+    let tls = crate::dns::upstream::tls_for(config)
+        .map_err(|e| CliError::usage(format!("{}: {}: {}", e.at, e.key, e.message)))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let results = rt.block_on(probe::probe(&config.upstream, tls));
+    let (text, answering) = probe::render(&results, config.upstream.timeout);
+    out!("\n{text}");
+    if answering == 0 {
+        return Err(CliError::failed(
+            "no upstream answers from this machine, so every name kidsafe forwards would get \
+             SERVFAIL: check the network, or choose other [upstream] servers",
+        ));
+    }
+    Ok(())
 }
 
 /// Loads and checks the config, or says why not (exit code 2).

@@ -21,6 +21,7 @@ pub mod presets;
 pub mod raw;
 pub mod schedule;
 pub mod settings;
+pub mod suggest;
 mod values;
 
 pub use check::{parse_network, parse_upstream};

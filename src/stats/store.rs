@@ -288,6 +288,20 @@ impl StatsDb {
         rows.collect::<Result<_, _>>().map_err(sql)
     }
 
+    /// Every profile that has blocked counts, by name.
+    pub fn profiles(&self) -> Result<Vec<String>, StatsError> {
+        let sql = |source| StatsError::Sql {
+            path: self.path.clone(),
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT profile FROM blocked ORDER BY profile")
+            .map_err(sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
     /// Totals per day since `since`: (day start, [blocked, forwarded, cached, failed, refused]).
     pub fn totals_by_day(&self, since: i64) -> Result<Vec<(i64, [u64; 5])>, StatsError> {
         let sql = |source| StatsError::Sql {
