@@ -218,3 +218,119 @@ async fn an_oversized_query_closes_the_connection_unread() {
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     daemon.stop().await;
 }
+
+/// A client outside `allow_clients` is closed at accept: it can hold nothing open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_outside_allow_clients_is_closed_at_accept() {
+    let upstream = Upstream::start().await;
+    let text = config_text(upstream.addr, "", "");
+    let outside = text.replacen(
+        "allow_clients = [\"127.0.0.0/8\"]",
+        "allow_clients = [\"192.0.2.0/24\"]",
+        1,
+    );
+    assert_ne!(outside, text);
+    let daemon = Daemon::start_text(outside).await;
+    let mut stream = TcpStream::connect(daemon.addr).await.expect("connect");
+    assert!(
+        closed_by_server(&mut stream, Duration::from_secs(2)).await,
+        "the connection was kept open"
+    );
+    daemon.stop().await;
+}
+
+/// One connection answers at most MAX_QUERIES_PER_CONNECTION queries, then closes after
+/// writing their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_after_its_query_budget() {
+    const CAP: usize = 10_000;
+    let upstream = Upstream::start().await;
+    let daemon = Daemon::start(upstream.addr).await;
+    let stream = TcpStream::connect(daemon.addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let mut bytes = Vec::new();
+    for id in 0..CAP + 50 {
+        let mut q = query_message(BLOCKED, RecordType::A);
+        q.metadata.id = u16::try_from(id % 65_536).expect("id");
+        let raw = q.to_vec().expect("encode");
+        bytes.extend_from_slice(&u16::try_from(raw.len()).expect("len").to_be_bytes());
+        bytes.extend_from_slice(&raw);
+    }
+    let send = tokio::spawn(async move {
+        let _ = writer.write_all(&bytes).await;
+        writer
+    });
+    let mut answers = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut len = [0u8; 2];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, reader.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break, // closed
+            Err(_) => panic!("neither answered nor closed within 60 s"),
+        }
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        reader.read_exact(&mut buf).await.expect("answer");
+        answers += 1;
+    }
+    assert_eq!(answers, CAP);
+    drop(send.await);
+    daemon.stop().await;
+}
+
+/// A client that sends queries and never reads the answers loses its connection once an
+/// answer has waited `tcp_idle_timeout` to be written; other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_and_others_are_served() {
+    let upstream = Upstream::start().await;
+    let daemon = Daemon::start_with(
+        upstream.addr,
+        "tcp_idle_timeout = \"1s\"\nrate_limit = 0\n",
+        "",
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let mut greedy = socket.connect(daemon.addr).await.expect("connect");
+    let query = {
+        let raw = query_message(BIG, RecordType::TXT)
+            .to_vec()
+            .expect("encode");
+        let mut framed = u16::try_from(raw.len())
+            .expect("len")
+            .to_be_bytes()
+            .to_vec();
+        framed.extend_from_slice(&raw);
+        framed
+    };
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        match tokio::time::timeout(Duration::from_millis(200), greedy.write_all(&query)).await {
+            Ok(Err(_)) => {
+                closed = true; // reset: the server gave up on us
+                break;
+            }
+            Ok(Ok(())) | Err(_) => {}
+        }
+        // Meanwhile another client gets its answer (a blocked name: answered by kidsafe
+        // itself, whatever the test upstream does under this load).
+        let mut polite = TcpStream::connect(daemon.addr).await.expect("connect");
+        send(&mut polite, &[query_message(BLOCKED, RecordType::A)]).await;
+        let reply = receive(&mut polite)
+            .await
+            .expect("served while the other is stuck");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{reply:?} after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        closed,
+        "the connection that never reads was kept open for 15 s"
+    );
+    daemon.stop().await;
+}
