@@ -239,43 +239,51 @@ async fn a_client_outside_allow_clients_is_closed_at_accept() {
     daemon.stop().await;
 }
 
-/// One connection answers at most MAX_QUERIES_PER_CONNECTION queries, then closes after
-/// writing their answers.
+/// One connection answers at most MAX_QUERIES_PER_CONNECTION queries, writes their answers,
+/// then closes: the next query on it gets no answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_is_closed_after_its_query_budget() {
     const CAP: usize = 10_000;
     let upstream = Upstream::start().await;
-    let daemon = Daemon::start(upstream.addr).await;
+    let daemon = Daemon::start_with(upstream.addr, "rate_limit = 0\n", "").await;
     let stream = TcpStream::connect(daemon.addr).await.expect("connect");
     let (mut reader, mut writer) = stream.into_split();
-    let mut bytes = Vec::new();
-    for id in 0..CAP + 50 {
+    let framed = |id: usize| {
         let mut q = query_message(BLOCKED, RecordType::A);
         q.metadata.id = u16::try_from(id % 65_536).expect("id");
         let raw = q.to_vec().expect("encode");
-        bytes.extend_from_slice(&u16::try_from(raw.len()).expect("len").to_be_bytes());
+        let mut bytes = u16::try_from(raw.len())
+            .expect("len")
+            .to_be_bytes()
+            .to_vec();
         bytes.extend_from_slice(&raw);
-    }
+        bytes
+    };
+    let bytes: Vec<u8> = (0..CAP).flat_map(framed).collect();
     let send = tokio::spawn(async move {
-        let _ = writer.write_all(&bytes).await;
+        writer.write_all(&bytes).await.expect("write");
         writer
     });
-    let mut answers = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    for _ in 0..CAP {
         let mut len = [0u8; 2];
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, reader.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => break, // closed
-            Err(_) => panic!("neither answered nor closed within 60 s"),
-        }
+        tokio::time::timeout(left, reader.read_exact(&mut len))
+            .await
+            .expect("answered within 60 s")
+            .expect("an answer");
         let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
         reader.read_exact(&mut buf).await.expect("answer");
-        answers += 1;
     }
-    assert_eq!(answers, CAP);
-    drop(send.await);
+    let mut writer = send.await.expect("join");
+    let _ = writer.write_all(&framed(CAP)).await;
+    let mut byte = [0u8; 1];
+    let after = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut byte)).await;
+    assert!(
+        matches!(after, Ok(Ok(0) | Err(_))),
+        "query {} was read and answered: {after:?}",
+        CAP + 1
+    );
     daemon.stop().await;
 }
 
@@ -307,12 +315,11 @@ async fn a_client_that_never_reads_is_closed_and_others_are_served() {
     let started = Instant::now();
     let mut closed = false;
     while started.elapsed() < Duration::from_secs(15) {
-        match tokio::time::timeout(Duration::from_millis(200), greedy.write_all(&query)).await {
-            Ok(Err(_)) => {
-                closed = true; // reset: the server gave up on us
-                break;
-            }
-            Ok(Ok(())) | Err(_) => {}
+        if let Ok(Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), greedy.write_all(&query)).await
+        {
+            closed = true; // reset: the server gave up on us
+            break;
         }
         // Meanwhile another client gets its answer (a blocked name: answered by kidsafe
         // itself, whatever the test upstream does under this load).
