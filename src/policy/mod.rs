@@ -2,7 +2,9 @@
 //! this client, now ([`Policy::decide`]).
 //!
 //! Order of precedence, highest first (each step in README "How a decision is made"):
-//! 1. `[lists] allow` (helplines and safety sites no profile may block);
+//! 0. helplines (built in, plus `[lists] helplines`): they answer for every profile, whatever
+//!    the deny lists, categories, schedules, pauses or walled gardens say;
+//! 1. `[lists] allow` (safety sites no profile may block);
 //! 2. the profile's `allow` list and any `kidsafe grant` in force;
 //! 3. the profile's `deny` list;
 //! 4. a schedule window with `block = "all"`, or a `kidsafe pause`;
@@ -41,6 +43,9 @@ mod rule_bits {
     pub const DENY_EXACT: u8 = 3;
     pub const ALLOW_BELOW: u8 = 4;
     pub const DENY_BELOW: u8 = 5;
+    pub const HELPLINE_TREE: u8 = 6;
+    pub const HELPLINE_EXACT: u8 = 7;
+    pub const HELPLINE_BELOW: u8 = 8;
 }
 
 /// What to do with one query.
@@ -118,7 +123,8 @@ pub struct Policy {
     /// MAC → (profile index, client rule index).
     mac_rules: Vec<(Mac, (usize, usize))>,
     allowed_clients: PrefixMap<()>,
-    /// `[lists] allow`, with the allow bits of [`rule_bits`].
+    /// `[lists] allow` (the allow bits of [`rule_bits`]) and the helplines (its helpline bits):
+    /// one lookup answers both.
     global_allow: Store,
     /// Guarded names: bit 0 NXDOMAIN, bit 1 NODATA.
     guarded: Store,
@@ -259,6 +265,13 @@ impl Policy {
                 ALLOW_BELOW,
                 &mut global,
             );
+            rules_store(
+                &config.helplines,
+                HELPLINE_TREE,
+                HELPLINE_EXACT,
+                HELPLINE_BELOW,
+                &mut global,
+            );
         }
         let mut guarded = StoreBuilder::default();
         for (name, answer) in special::GUARDED {
@@ -368,14 +381,18 @@ impl Policy {
         let Some(p) = self.profiles.get(profile) else {
             return Decision::Forward;
         };
-        if !self.global_allow.is_empty()
-            && rule_hit(
-                self.global_allow.lookup_parts(labels()),
-                ALLOW_TREE,
-                ALLOW_EXACT,
-                ALLOW_BELOW,
-            )
-        {
+        let global = if self.global_allow.is_empty() {
+            (0, 0)
+        } else {
+            self.global_allow.lookup_parts(labels())
+        };
+        if rule_hit(global, HELPLINE_TREE, HELPLINE_EXACT, HELPLINE_BELOW) {
+            trace.note(|| {
+                "helpline: answers for every profile, whatever deny lists, categories, schedules, pauses or walled gardens say".into()
+            });
+            return Decision::Allowed;
+        }
+        if rule_hit(global, ALLOW_TREE, ALLOW_EXACT, ALLOW_BELOW) {
             trace.note(|| "allowed by [lists] allow (no profile may block it)".into());
             return Decision::Allowed;
         }
