@@ -9,7 +9,8 @@
 //! 3. the profile's `deny` list;
 //! 4. a schedule window with `block = "all"`, or a `kidsafe pause`;
 //! 5. a walled garden (`mode = "allowlist"`): allow-type categories only;
-//! 6. bypass guards (DoH canary, Private Relay, DDR, public DoH resolvers);
+//! 6. bypass guards (DoH canary, Private Relay, DDR, the built-in public DoH resolvers; the
+//!    `bypass` category itself only where the profile blocks it);
 //! 7. safe-search and YouTube rewrites;
 //! 8. blocked categories (the profile's, a schedule window's);
 //! 9. forward.
@@ -126,7 +127,8 @@ pub struct Policy {
     /// `[lists] allow` (the allow bits of [`rule_bits`]) and the helplines (its helpline bits):
     /// one lookup answers both.
     global_allow: Store,
-    /// Guarded names: bit 0 NXDOMAIN, bit 1 NODATA.
+    /// Guarded names: bit 0 NXDOMAIN, bit 1 NODATA, bit 2 a public DoH/DoT resolver
+    /// ([`special::BYPASS_RESOLVERS`], blocked as `bypass`).
     guarded: Store,
     /// Search engines without enforceable safe search.
     no_safe_search: Store,
@@ -284,6 +286,9 @@ impl Policy {
                 },
             );
         }
+        for name in special::BYPASS_RESOLVERS {
+            guarded.insert(name, 2);
+        }
         let mut no_safe_search = StoreBuilder::default();
         for name in special::NO_SAFE_SEARCH {
             no_safe_search.insert(name, 0);
@@ -429,8 +434,10 @@ impl Policy {
             };
         }
         if p.guards {
+            // Only the built-in names: the `bypass` category (VPN providers and web proxies as
+            // well as resolvers) blocks where the profile blocks it, like any category.
             let guard = self.guarded.lookup(labels());
-            if guard != 0 {
+            if guard & 0b11 != 0 {
                 let answer = if guard & 1 != 0 {
                     GuardAnswer::NxDomain
                 } else {
@@ -438,6 +445,12 @@ impl Policy {
                 };
                 trace.note(|| format!("bypass guard: answered {answer:?}"));
                 return Decision::Block(BlockReason::Guard(answer));
+            }
+            if guard & 0b100 != 0 {
+                trace.note(|| "bypass guard: a public DNS-over-HTTPS/TLS resolver".into());
+                return Decision::Block(BlockReason::Category(
+                    self.bypass_bit.trailing_zeros() as u8
+                ));
             }
         }
         if (p.safe_search || p.youtube != YouTube::Off)
@@ -450,8 +463,7 @@ impl Policy {
             trace.note(|| "safe search: a search engine without enforceable safe search".into());
             return Decision::Block(BlockReason::Category(self.bypass_bit.trailing_zeros() as u8));
         }
-        let guard_mask = if p.guards { self.bypass_bit } else { 0 };
-        let mask = p.block_mask | now.extra_mask | guard_mask;
+        let mask = p.block_mask | now.extra_mask;
         if mask == 0 {
             trace.note(|| "no category blocked".into());
             return Decision::Forward;
@@ -466,10 +478,8 @@ impl Policy {
             trace.note(|| {
                 let why = if p.block_mask & (1 << bit) != 0 {
                     "blocked by the profile"
-                } else if now.extra_mask & (1 << bit) != 0 {
-                    "blocked by a schedule window"
                 } else {
-                    "blocked by the bypass guards"
+                    "blocked by a schedule window"
                 };
                 format!("category bit {bit}: {why}")
             });

@@ -146,6 +146,15 @@ async fn the_packaged_config_and_shipped_lists_protect_every_preset() {
         forwarded(from, "instagram.com.").await;
     }
 
+    // 16-17 and adult do not block `bypass` (README's preset table): VPN providers resolve,
+    // while the bypass guards still stop the public DoH resolvers and Firefox's canary.
+    for from in [PRESETS[3].1, PRESETS[4].1] {
+        forwarded(from, "nordvpn.com.").await;
+        forwarded(from, "expressvpn.com.").await;
+        assert_eq!(blocked_as(from, "dns.google.").await, "bypass");
+        assert_eq!(blocked_as(from, "use-application-dns.net.").await, "bypass");
+    }
+
     // Unknown devices get the packaged default: filtered (adult, bypass), social open.
     assert_eq!(blocked_as(UNKNOWN, "pornhub.com.").await, "adult");
     assert_eq!(blocked_as(UNKNOWN, "nordvpn.com.").await, "bypass");
