@@ -96,18 +96,24 @@ impl Runtime {
         )
     }
 
-    /// Categories some profile blocks but no list feeds: valid, but they block nothing yet.
+    /// Categories some profile blocks (itself or in a schedule window) that no list gives a
+    /// single name: valid, but they block nothing yet.
     pub fn categories_without_lists(&self) -> Vec<String> {
-        let mut missing: Vec<String> = self
-            .config
-            .profiles
-            .iter()
-            .flat_map(|p| p.block.iter().map(|c| c.value.clone()))
-            .filter(|c| !self.lists.has_category(c))
-            .collect();
-        missing.sort();
-        missing.dedup();
-        missing
+        let names = self.lists.names_per_category();
+        let blocked = self.policy.profiles().iter().fold(0u64, |mask, p| {
+            p.schedule
+                .iter()
+                .fold(mask | p.block_mask, |m, w| match w.effect {
+                    crate::config::schedule::Effect::Categories(bits) => m | bits,
+                    crate::config::schedule::Effect::BlockAll => m,
+                })
+        });
+        (0..64u8)
+            .filter(|bit| blocked & (1 << bit) != 0)
+            .map(|bit| self.lists.categories.name(bit))
+            .filter(|c| names.get(c).copied().unwrap_or(0) == 0)
+            .map(str::to_string)
+            .collect()
     }
 }
 

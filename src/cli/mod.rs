@@ -76,6 +76,9 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Exit 1 when a category some profile blocks has no names in any list.
+        #[arg(long)]
+        strict: bool,
     },
     /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
     Explain {
@@ -254,9 +257,25 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ))),
             Err(e) => Err(CliError::failed(e)),
         },
-        Command::Check { config } => {
+        Command::Check { config, strict } => {
             let runtime = crate::reload::load(&config).map_err(CliError::usage)?;
-            done(crate::reload::summary::check_report(&runtime, &config))
+            out!(
+                "{}",
+                crate::reload::summary::check_report(&runtime, &config)
+            );
+            let empty = runtime.categories_without_lists();
+            if strict && !empty.is_empty() {
+                return Err(CliError::failed(format!(
+                    "--strict: {} blocked by a profile but listed nowhere: {}",
+                    if empty.len() == 1 {
+                        "this category is"
+                    } else {
+                        "these categories are"
+                    },
+                    empty.join(", ")
+                )));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reload { config, pid } => {
             crate::reload::load(&config).map_err(CliError::usage)?;

@@ -344,3 +344,96 @@ fn check_refuses_deny_entries_over_helplines() {
     }
     assert!(!out.contains("deny[0]: covers the helpline \"ok"), "{out}");
 }
+
+/// The packaged config passes `check --strict` with the lists the package ships, and the
+/// report says where each category's names come from and what each profile does.
+#[test]
+fn the_packaged_config_passes_check_strict_with_the_shipped_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kidsafe.toml");
+    std::fs::write(
+        &config,
+        packaged_config("127.0.0.1:53".parse().expect("addr"), ""),
+    )
+    .expect("write config");
+    let (code, out) = kidsafe(&["check", "--strict"], &config);
+    assert_eq!(code, Some(0), "{out}");
+    let blocklists = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("blocklists");
+    for want in [
+        "coverage (category, names listed, where they come from):".to_string(),
+        format!("{}", blocklists.join("social.txt").display()),
+        "(built into kidsafe)".to_string(),
+        "profile teen\n  blocks      adult, dating, gambling, violence, weapons, drugs, hate, malware, phishing, bypass\n".to_string(),
+        "  safe search on, YouTube moderate, bypass guards on\n  clients     every device no rule matches (defaults.profile)".to_string(),
+        "schedule    mon,tue,wed,thu,sun 21:00-07:00 blocks everything but allowed names and helplines".to_string(),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in\n{out}");
+    }
+    assert!(!out.contains("warning:"), "{out}");
+}
+
+/// A category a profile blocks (or a schedule window adds) that no list names: `check` warns,
+/// `check --strict` fails, and the daemon logs it in one line per load, not one per category.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_blocked_categories_fail_check_strict_and_are_logged_once_per_load() {
+    let upstream = FakeUpstream::start(IpAddr::V4(FORWARDED), 300).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        upstream.addr,
+        "",
+        "[profiles.homework]\nblock = [\"chat\"]\nyoutube = \"strict\"\n\
+         [[profiles.homework.schedule]]\ndays = [\"weekdays\"]\nfrom = \"15:00\"\nto = \"18:00\"\nblock = [\"games\"]\n\
+         [profiles.garden]\nmode = \"allowlist\"\n\
+         [[clients]]\nname = \"study\"\nmatch = [\"127.0.0.64/26\", \"aa:bb:cc:dd:ee:01\"]\nprofile = \"homework\"\n",
+    );
+    let (code, out) = kidsafe(&["check"], &config);
+    assert_eq!(code, Some(0), "{out}");
+    for want in [
+        "warning: category \"chat\" is blocked by a profile but no list gives it a name yet",
+        "warning: category \"games\"",
+        "  chat                 0  no list",
+        "  adult                1  ",
+        "profile homework\n  blocks      chat\n",
+        "schedule    mon,tue,wed,thu,fri 15:00-18:00 blocks games",
+        "safe search off, YouTube strict, bypass guards on",
+        "clients     \"study\": 127.0.0.64/26, aa:bb:cc:dd:ee:01",
+        "clients     \"kid\": 127.0.0.5\n",
+        "profile garden\n  walled garden: allows only kids, education and its allow list",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    let (code, out) = kidsafe(&["check", "--strict"], &config);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "--strict: these categories are blocked by a profile but listed nowhere: chat, games"
+        ),
+        "{out}"
+    );
+
+    let mut daemon = Spawned::start(&config);
+    daemon.wait_for(
+        "no list gives them a name",
+        std::time::Duration::from_secs(10),
+    );
+    daemon.signal("HUP");
+    daemon.wait_for(
+        "reloaded config and lists",
+        std::time::Duration::from_secs(20),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = daemon.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("no list gives them a name"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line at start, one at the reload:\n{log}"
+    );
+    for line in lines {
+        assert!(line.contains("categories=chat, games"), "{line}");
+    }
+}
