@@ -82,7 +82,7 @@ enum Command {
     },
     /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
     Explain {
-        /// The name to explain.
+        /// The name to explain, or a web address (only its host counts).
         name: String,
         /// The client's address.
         #[arg(long)]
@@ -294,6 +294,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             at,
             config,
         } => {
+            let name = crate::policy::explain::parse_name(&name).map_err(CliError::usage)?;
             let runtime = crate::reload::load(&config).map_err(CliError::usage)?;
             let tz = runtime.policy.timezone().clone();
             let at = match at {
