@@ -44,6 +44,29 @@ pub struct Runtime {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Which feed lists this runtime serves.
     pub feed: FeedInUse,
+    /// With a `[feed]`: for each category the feed or its baseline fills, which of the two is
+    /// in force (a category the feed carries uses the feed's data, any other the baseline's).
+    pub feed_sources: std::collections::BTreeMap<String, FeedSource>,
+}
+
+/// Where a category's data comes from when a `[feed]` is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedSource {
+    /// The verified feed snapshot carries it.
+    Feed,
+    /// The feed does not carry it (or no snapshot is installed yet): the `[feed] baseline`
+    /// directories' file(s).
+    Baseline,
+}
+
+impl FeedSource {
+    /// The word shown by `check`, `feed status` and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Feed => "feed",
+            Self::Baseline => "baseline",
+        }
+    }
 }
 
 /// Where the feed's lists of a runtime came from.

@@ -113,11 +113,14 @@ pub fn check_report(runtime: &Runtime, path: &Path) -> String {
             .filter(|f| f.category == category)
             .map(|f| source_of(runtime, &f.path))
             .collect();
-        let from = if from.is_empty() {
+        let mut from = if from.is_empty() {
             "no list".to_string()
         } else {
             from.join(", ")
         };
+        if let Some(source) = runtime.feed_sources.get(category) {
+            let _ = write!(from, "  [{}]", source.as_str());
+        }
         let _ = writeln!(
             out,
             "  {:<12} {:>9}  {from}",
