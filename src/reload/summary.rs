@@ -102,6 +102,7 @@ pub fn check_report(runtime: &Runtime, path: &Path) -> String {
     }
 
     let names = lists.names_per_category();
+    let origins = manifest_origins(lists.files.iter().map(|f| f.path.as_path()));
     let _ = writeln!(
         out,
         "coverage (category, names listed, where they come from):"
@@ -111,7 +112,10 @@ pub fn check_report(runtime: &Runtime, path: &Path) -> String {
             .files
             .iter()
             .filter(|f| f.category == category)
-            .map(|f| source_of(runtime, &f.path))
+            .map(|f| match origins.get(&f.path) {
+                Some(upstream) => format!("{} ({upstream})", source_of(runtime, &f.path)),
+                None => source_of(runtime, &f.path),
+            })
             .collect();
         let mut from = if from.is_empty() {
             "no list".to_string()
@@ -247,6 +251,45 @@ fn source_of(runtime: &Runtime, path: &Path) -> String {
             || path.display().to_string(),
             |s| format!("{} (from {})", path.display(), s.url),
         )
+}
+
+/// The upstream origins of list files, from the `SOURCES.toml` manifest beside them (the
+/// shipped `blocklists/` has one): file path → "origin: path (licence); …". Informational
+/// only: a directory without a readable manifest simply shows its files.
+fn manifest_origins<'a>(
+    files: impl Iterator<Item = &'a Path>,
+) -> std::collections::HashMap<std::path::PathBuf, String> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        #[serde(default)]
+        source: Vec<Source>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Source {
+        file: String,
+        origin: String,
+        path: String,
+        licence: String,
+    }
+    let dirs: std::collections::BTreeSet<&Path> = files.filter_map(Path::parent).collect();
+    let mut out: std::collections::HashMap<std::path::PathBuf, String> = Default::default();
+    for dir in dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join("SOURCES.toml")) else {
+            continue;
+        };
+        let Ok(manifest) = toml::from_str::<Manifest>(&text) else {
+            continue;
+        };
+        for source in manifest.source {
+            let origin = source.origin.split(',').next().unwrap_or(&source.origin);
+            let entry = out.entry(dir.join(&source.file)).or_default();
+            if !entry.is_empty() {
+                entry.push_str("; ");
+            }
+            let _ = write!(entry, "{origin}: {} ({})", source.path, source.licence);
+        }
+    }
+    out
 }
 
 /// "mon,tue,…" for a window's days, or "daily".

@@ -361,7 +361,10 @@ fn the_packaged_config_passes_check_strict_with_the_shipped_lists() {
     let blocklists = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("blocklists");
     for want in [
         "coverage (category, names listed, where they come from):".to_string(),
-        format!("{}", blocklists.join("social.txt").display()),
+        format!(
+            "{} (UT1 blacklists: blacklists/social_networks/domains (CC-BY-SA-4.0); Sinfonietta/hostfiles: social-hosts (MIT))",
+            blocklists.join("social.txt").display()
+        ),
         "(built into kidsafe)".to_string(),
         "profile teen\n  blocks      adult, dating, gambling, violence, weapons, drugs, hate, malware, phishing, bypass\n".to_string(),
         "  safe search on, YouTube moderate, bypass guards on\n  clients     every device no rule matches (defaults.profile)".to_string(),
