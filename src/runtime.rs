@@ -44,6 +44,29 @@ pub struct Runtime {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Which feed lists this runtime serves.
     pub feed: FeedInUse,
+    /// With a `[feed]`: for each category the feed or its baseline fills, which of the two is
+    /// in force (a category the feed carries uses the feed's data, any other the baseline's).
+    pub feed_sources: std::collections::BTreeMap<String, FeedSource>,
+}
+
+/// Where a category's data comes from when a `[feed]` is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedSource {
+    /// The verified feed snapshot carries it.
+    Feed,
+    /// The feed does not carry it (or no snapshot is installed yet): the `[feed] baseline`
+    /// directories' file(s).
+    Baseline,
+}
+
+impl FeedSource {
+    /// The word shown by `check`, `feed status` and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Feed => "feed",
+            Self::Baseline => "baseline",
+        }
+    }
 }
 
 /// Where the feed's lists of a runtime came from.
@@ -96,18 +119,24 @@ impl Runtime {
         )
     }
 
-    /// Categories some profile blocks but no list feeds: valid, but they block nothing yet.
+    /// Categories some profile blocks (itself or in a schedule window) that no list gives a
+    /// single name: valid, but they block nothing yet.
     pub fn categories_without_lists(&self) -> Vec<String> {
-        let mut missing: Vec<String> = self
-            .config
-            .profiles
-            .iter()
-            .flat_map(|p| p.block.iter().map(|c| c.value.clone()))
-            .filter(|c| !self.lists.has_category(c))
-            .collect();
-        missing.sort();
-        missing.dedup();
-        missing
+        let names = self.lists.names_per_category();
+        let blocked = self.policy.profiles().iter().fold(0u64, |mask, p| {
+            p.schedule
+                .iter()
+                .fold(mask | p.block_mask, |m, w| match w.effect {
+                    crate::config::schedule::Effect::Categories(bits) => m | bits,
+                    crate::config::schedule::Effect::BlockAll => m,
+                })
+        });
+        (0..64u8)
+            .filter(|bit| blocked & (1 << bit) != 0)
+            .map(|bit| self.lists.categories.name(bit))
+            .filter(|c| names.get(c).copied().unwrap_or(0) == 0)
+            .map(str::to_string)
+            .collect()
     }
 }
 

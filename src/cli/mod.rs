@@ -80,6 +80,9 @@ enum Command {
         /// and say which answer; exit code 1 when none does.
         #[arg(long)]
         probe: bool,
+        /// Exit 1 when a category some profile blocks has no names in any list.
+        #[arg(long)]
+        strict: bool,
     },
     /// List the categories: what each holds, its other names in lists, the presets that block
     /// it, and (with --config) how many names the config's lists load into each.
@@ -90,7 +93,7 @@ enum Command {
     },
     /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
     Explain {
-        /// The name to explain.
+        /// The name to explain, or a web address (only its host counts).
         name: String,
         /// The client's address.
         #[arg(long)]
@@ -300,13 +303,29 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ))),
             Err(e) => Err(CliError::failed(e)),
         },
-        Command::Check { config, probe } => {
+        Command::Check {
+            config,
+            probe,
+            strict,
+        } => {
             let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
             listen_addresses_are_here(&config, &runtime.config)?;
             out!(
                 "{}",
                 crate::reload::summary::check_report(&runtime, &config)
             );
+            let empty = runtime.categories_without_lists();
+            if strict && !empty.is_empty() {
+                return Err(CliError::failed(format!(
+                    "--strict: {} blocked by a profile but listed nowhere: {}",
+                    if empty.len() == 1 {
+                        "this category is"
+                    } else {
+                        "these categories are"
+                    },
+                    empty.join(", ")
+                )));
+            }
             if probe {
                 probe_upstreams(&runtime.config)?;
             }
@@ -364,6 +383,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             at,
             config,
         } => {
+            let name = crate::policy::explain::parse_name(&name).map_err(CliError::usage)?;
             let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
             let tz = runtime.policy.timezone().clone();
             let at = match at {

@@ -3,6 +3,14 @@
 //! The reasoning per preset is in README ("Age presets"). A profile names one with
 //! `preset = "9-12"`, adds categories with `block = [...]` and removes some with `unblock = [...]`.
 
+/// Helplines built into kidsafe, each with its subdomains: they answer for every profile, above
+/// deny lists, categories, schedules, pauses and walled gardens, and no config can remove them
+/// (`[lists] helplines` adds more). Albania's ALO 116 111 child helpline and iSIGURT.al, the
+/// national platform for reporting harm online, run with it. Only these two names ship: the
+/// other hosts their web chat and apps use could not be verified from their documentation
+/// when this list was written, and a guessed name would be a hole in every profile.
+pub const HELPLINES: &[&str] = &["alo116.al", "isigurt.al"];
+
 /// One preset.
 #[derive(Debug)]
 pub struct Preset {

@@ -258,9 +258,13 @@ pub struct ListsConfig {
     /// Directories whose `<category>.txt` files are the category lists.
     #[serde(default)]
     pub dirs: Vec<Spanned<String>>,
-    /// Names no profile may block (helplines, safety sites); beats everything.
+    /// Names no profile may block (safety sites); beats everything.
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    /// Helplines besides the built-in ones: they answer for every profile, whatever the
+    /// schedule, pause or walled garden, and no deny entry may cover them.
+    #[serde(default)]
+    pub helplines: Vec<Spanned<String>>,
     /// Public lists fetched into categories, besides the feed.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,

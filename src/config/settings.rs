@@ -52,6 +52,9 @@ pub struct Config {
     pub list_dirs: Vec<PathBuf>,
     /// `[lists] allow`: names no profile may block.
     pub global_allow: Vec<NameRule>,
+    /// The helplines: the built-in ones ([`crate::config::presets::HELPLINES`]) then
+    /// `[lists] helplines`. They answer for every profile, above everything else.
+    pub helplines: Vec<NameRule>,
     /// `[log] level`.
     pub log_level: String,
     /// `[stats]`, checked.

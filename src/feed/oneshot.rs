@@ -163,9 +163,13 @@ pub fn status(config: &Config) -> Result<String, String> {
         )
     })?;
     let root = feed_root(&config.server.state_dir);
+    // A baseline directory that cannot be read is the daemon's error to report; the status
+    // still shows the feed.
+    let baseline = crate::lists::list_files(&feed.baseline).unwrap_or_default();
     Ok(super::status::render(
         &root,
         &feed.url,
+        &baseline,
         jiff::Timestamp::now(),
     ))
 }

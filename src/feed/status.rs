@@ -59,8 +59,15 @@ pub fn freshness(state: Option<&FeedState>, attempts: &Attempts, now: Timestamp)
     Freshness::Fresh
 }
 
-/// The status report for the feed kept under `root`.
-pub fn render(root: &Path, url: &str, now: Timestamp) -> String {
+/// The status report for the feed kept under `root`. `baseline` is the `[feed] baseline`
+/// list files (path, canonical category): those of a category the snapshot does not carry
+/// stay in force, and the report says so per category.
+pub fn render(
+    root: &Path,
+    url: &str,
+    baseline: &[(std::path::PathBuf, String)],
+    now: Timestamp,
+) -> String {
     let (state, damaged) = match FeedState::read(root) {
         Ok(s) => (s, None),
         Err(e) => (None, Some(e)),
@@ -91,8 +98,20 @@ pub fn render(root: &Path, url: &str, now: Timestamp) -> String {
             for (category, file) in &active.categories {
                 let _ = writeln!(
                     out,
-                    "  {category:<16} {:>9} names  version {}",
+                    "  {category:<16} {:>9} names  version {}  (feed)",
                     file.entries, file.version
+                );
+            }
+            let carried: Vec<String> = active
+                .categories
+                .keys()
+                .map(|id| crate::category::canonical_name(id))
+                .collect();
+            for (path, category) in baseline.iter().filter(|(_, c)| !carried.contains(c)) {
+                let _ = writeln!(
+                    out,
+                    "  {category:<16} not in the feed: baseline {} in force",
+                    path.display()
                 );
             }
             if let Some(allow) = &active.allow {

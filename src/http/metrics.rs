@@ -46,6 +46,8 @@ struct Snapshot {
     results: Vec<(&'static str, u64)>,
     blocked: Vec<(String, String, u64)>,
     list_entries: Vec<(String, u64)>,
+    /// With a `[feed]`: (category, "feed" or "baseline") for each category they fill.
+    list_source: Vec<(String, &'static str)>,
     cache_entries: u64,
     upstream_buckets: Vec<(f64, u64)>,
     upstream_sum: f64,
@@ -105,6 +107,11 @@ impl Sources {
                 .names_per_category()
                 .into_iter()
                 .map(|(c, n)| (c.to_string(), n as u64))
+                .collect(),
+            list_source: runtime
+                .feed_sources
+                .iter()
+                .map(|(c, s)| (c.clone(), s.as_str()))
                 .collect(),
             cache_entries: self.cache.len() as u64,
             upstream_buckets: buckets,
@@ -173,6 +180,19 @@ impl PromCollector for Snapshot {
             for (category, n) in &self.list_entries {
                 ConstGauge::new(*n as i64)
                     .encode(family.encode_family(&labels(&[("category", category)]))?)?;
+            }
+        }
+        if !self.list_source.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "list_source",
+                "With a feed: 1 for each category and where its names come from, the feed or its baseline.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (category, source) in &self.list_source {
+                ConstGauge::new(1).encode(
+                    family.encode_family(&labels(&[("category", category), ("source", source)]))?,
+                )?;
             }
         }
         ConstGauge::new(self.cache_entries as i64).encode(encoder.encode_descriptor(

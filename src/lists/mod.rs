@@ -94,11 +94,12 @@ pub fn load_dirs_cached(
     builtin: &[(&str, &[&str])],
     cache: CacheUse<'_>,
 ) -> Result<LoadedLists, ListError> {
-    let (cache_dir, write_cache) = match cache {
-        CacheUse::None => (None, false),
-        CacheUse::ReadOnly(dir) => (Some(dir), false),
-        CacheUse::ReadWrite(dir) => (Some(dir), true),
-    };
+    load_files_cached(list_files(dirs)?, builtin, cache)
+}
+
+/// The `<category>.txt` files of `dirs` with their canonical categories, directory by
+/// directory, each sorted by name.
+pub fn list_files(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, ListError> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|source| ListError::Dir {
@@ -129,7 +130,22 @@ pub fn load_dirs_cached(
         found.sort();
         files.extend(found);
     }
+    Ok(files)
+}
 
+/// [`load_dirs_cached`] over chosen files: (path, canonical category) as [`list_files`]
+/// gives them, so a caller can take some categories from one directory and the rest from
+/// another (the feed and its baseline).
+pub fn load_files_cached(
+    files: Vec<(PathBuf, String)>,
+    builtin: &[(&str, &[&str])],
+    cache: CacheUse<'_>,
+) -> Result<LoadedLists, ListError> {
+    let (cache_dir, write_cache) = match cache {
+        CacheUse::None => (None, false),
+        CacheUse::ReadOnly(dir) => (Some(dir), false),
+        CacheUse::ReadWrite(dir) => (Some(dir), true),
+    };
     let fingerprint = cache_dir.and_then(|_| cache::fingerprint(&files, builtin));
     if let (Some(dir), Some(want)) = (cache_dir, &fingerprint)
         && let Some(cached) = cache::load(dir, want)
@@ -147,6 +163,7 @@ pub fn load_dirs_cached(
         .sum();
     let mut builder = StoreBuilder::with_capacity(file_bytes, file_bytes / 12);
     let mut reports = Vec::with_capacity(files.len());
+    let retry = write_cache.then(|| files.clone());
     for (path, category) in files {
         let Some(bit) = categories.index(&category) else {
             continue; // cannot happen: the table was built from these very names
@@ -176,7 +193,7 @@ pub fn load_dirs_cached(
             Ok(loaded) => Ok(loaded),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), "compiled lists not cached ({e}); building them in memory, the next start rebuilds them");
-                load_dirs_cached(dirs, builtin, CacheUse::None)
+                load_files_cached(retry.unwrap_or_default(), builtin, CacheUse::None)
             }
         };
     }

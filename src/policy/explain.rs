@@ -139,6 +139,66 @@ pub fn explain(subject: &Subject<'_>, name: &str, client: IpAddr, at: Timestamp)
     lines
 }
 
+/// Reads what a parent pastes as the name to explain: a name (`www.tiktok.com`, an IDN, with
+/// or without a trailing dot) or a URL (`https://user@www.tiktok.com:443/@foo?x#y`), of which
+/// only the host counts: scheme, user info, port, path, query and fragment are dropped. The
+/// host is normalised like a list entry (lower case, IDN to punycode). Anything else, an IP
+/// address included, is an error: explaining it would only ever say "forwarded".
+pub fn parse_name(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    let refuse = |why: &str| {
+        Err(format!(
+            "{trimmed:?} {why}; give a name such as \"www.example.com\" or a web address such as \"https://www.example.com/page\""
+        ))
+    };
+    let rest = match trimmed.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            rest
+        }
+        Some(_) => return refuse("is not a web address"),
+        None => trimmed,
+    };
+    // The authority ends at the path, the query or the fragment.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.starts_with('[') {
+        return refuse("is an IP address, not a name");
+    }
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        Some(_) => return refuse("is not a name"),
+        None => host,
+    };
+    if host.is_empty() || host.trim_end_matches('.').is_empty() {
+        return refuse("holds no name");
+    }
+    if host.starts_with('*') || host.starts_with('.') {
+        return refuse("is not a name");
+    }
+    match crate::blocklist::parse::normalise(host) {
+        Ok(crate::blocklist::parse::Normalised::Name(name)) => Ok(name.into_owned()),
+        Ok(crate::blocklist::parse::Normalised::Skip(
+            crate::blocklist::parse::SkipReason::IpAddress,
+        )) => refuse("is an IP address, not a name"),
+        // Hosts-file boilerplate such as `localhost` is still a name a device may ask for.
+        Ok(crate::blocklist::parse::Normalised::Skip(_)) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            match crate::blocklist::parse::check_host_name(&name) {
+                Ok(()) => Ok(name),
+                Err(_) => refuse("is not a name"),
+            }
+        }
+        Err(_) => refuse("is not a name"),
+    }
+}
+
 /// Reads `--at`: a local date and time in the config's time zone, e.g. "2026-12-01T21:30".
 pub fn parse_at(text: &str, tz: jiff::tz::TimeZone) -> Result<Timestamp, String> {
     text.parse::<jiff::civil::DateTime>()
@@ -148,4 +208,50 @@ pub fn parse_at(text: &str, tz: jiff::tz::TimeZone) -> Result<Timestamp, String>
         .ok_or_else(|| {
             format!("--at {text:?} is not a local date and time; write e.g. \"2026-12-01T21:30\"")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_name;
+
+    #[test]
+    fn pasted_names_and_urls_become_the_host() {
+        for (text, want) in [
+            ("www.tiktok.com", "www.tiktok.com"),
+            ("  WWW.TikTok.com. ", "www.tiktok.com"),
+            ("https://www.tiktok.com/@foo", "www.tiktok.com"),
+            (
+                "https://user:pw@www.tiktok.com:443/@foo?lang=sq#top",
+                "www.tiktok.com",
+            ),
+            ("www.tiktok.com/@foo", "www.tiktok.com"),
+            ("http://example.org?q=1", "example.org"),
+            ("http://example.org#x", "example.org"),
+            ("https://bücher.de/katalog", "xn--bcher-kva.de"),
+            ("localhost", "localhost"),
+        ] {
+            assert_eq!(parse_name(text).as_deref(), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_no_name_is_refused() {
+        for text in [
+            "",
+            "hello world",
+            "https://",
+            "https:///path",
+            "http://192.168.1.1/admin",
+            "10.0.0.1",
+            "https://[::1]:8080/",
+            "example.org:http",
+            "*.example.org",
+            "not a url://x",
+            "exa_mple!.org",
+            "ip6-foo bar",
+            ".",
+        ] {
+            assert!(parse_name(text).is_err(), "{text:?} was taken as a name");
+        }
+    }
 }

@@ -2,12 +2,15 @@
 //! this client, now ([`Policy::decide`]).
 //!
 //! Order of precedence, highest first (each step in README "How a decision is made"):
-//! 1. `[lists] allow` (helplines and safety sites no profile may block);
+//! 0. helplines (built in, plus `[lists] helplines`): they answer for every profile, whatever
+//!    the deny lists, categories, schedules, pauses or walled gardens say;
+//! 1. `[lists] allow` (safety sites no profile may block);
 //! 2. the profile's `allow` list and any `kidsafe grant` in force;
 //! 3. the profile's `deny` list;
 //! 4. a schedule window with `block = "all"`, or a `kidsafe pause`;
 //! 5. a walled garden (`mode = "allowlist"`): allow-type categories only;
-//! 6. bypass guards (DoH canary, Private Relay, DDR, public DoH resolvers);
+//! 6. bypass guards (DoH canary, Private Relay, DDR, the built-in public DoH resolvers; the
+//!    `bypass` category itself only where the profile blocks it);
 //! 7. safe-search and YouTube rewrites;
 //! 8. blocked categories (the profile's, a schedule window's);
 //! 9. forward.
@@ -41,6 +44,9 @@ mod rule_bits {
     pub const DENY_EXACT: u8 = 3;
     pub const ALLOW_BELOW: u8 = 4;
     pub const DENY_BELOW: u8 = 5;
+    pub const HELPLINE_TREE: u8 = 6;
+    pub const HELPLINE_EXACT: u8 = 7;
+    pub const HELPLINE_BELOW: u8 = 8;
 }
 
 /// What to do with one query.
@@ -118,9 +124,11 @@ pub struct Policy {
     /// MAC → (profile index, client rule index).
     mac_rules: Vec<(Mac, (usize, usize))>,
     allowed_clients: PrefixMap<()>,
-    /// `[lists] allow`, with the allow bits of [`rule_bits`].
+    /// `[lists] allow` (the allow bits of [`rule_bits`]) and the helplines (its helpline bits):
+    /// one lookup answers both.
     global_allow: Store,
-    /// Guarded names: bit 0 NXDOMAIN, bit 1 NODATA.
+    /// Guarded names: bit 0 NXDOMAIN, bit 1 NODATA, bit 2 a public DoH/DoT resolver
+    /// ([`special::BYPASS_RESOLVERS`], blocked as `bypass`).
     guarded: Store,
     /// Search engines without enforceable safe search.
     no_safe_search: Store,
@@ -259,6 +267,13 @@ impl Policy {
                 ALLOW_BELOW,
                 &mut global,
             );
+            rules_store(
+                &config.helplines,
+                HELPLINE_TREE,
+                HELPLINE_EXACT,
+                HELPLINE_BELOW,
+                &mut global,
+            );
         }
         let mut guarded = StoreBuilder::default();
         for (name, answer) in special::GUARDED {
@@ -270,6 +285,9 @@ impl Policy {
                     1
                 },
             );
+        }
+        for name in special::BYPASS_RESOLVERS {
+            guarded.insert(name, 2);
         }
         let mut no_safe_search = StoreBuilder::default();
         for name in special::NO_SAFE_SEARCH {
@@ -368,14 +386,18 @@ impl Policy {
         let Some(p) = self.profiles.get(profile) else {
             return Decision::Forward;
         };
-        if !self.global_allow.is_empty()
-            && rule_hit(
-                self.global_allow.lookup_parts(labels()),
-                ALLOW_TREE,
-                ALLOW_EXACT,
-                ALLOW_BELOW,
-            )
-        {
+        let global = if self.global_allow.is_empty() {
+            (0, 0)
+        } else {
+            self.global_allow.lookup_parts(labels())
+        };
+        if rule_hit(global, HELPLINE_TREE, HELPLINE_EXACT, HELPLINE_BELOW) {
+            trace.note(|| {
+                "helpline: answers for every profile, whatever deny lists, categories, schedules, pauses or walled gardens say".into()
+            });
+            return Decision::Allowed;
+        }
+        if rule_hit(global, ALLOW_TREE, ALLOW_EXACT, ALLOW_BELOW) {
             trace.note(|| "allowed by [lists] allow (no profile may block it)".into());
             return Decision::Allowed;
         }
@@ -412,8 +434,10 @@ impl Policy {
             };
         }
         if p.guards {
+            // Only the built-in names: the `bypass` category (VPN providers and web proxies as
+            // well as resolvers) blocks where the profile blocks it, like any category.
             let guard = self.guarded.lookup(labels());
-            if guard != 0 {
+            if guard & 0b11 != 0 {
                 let answer = if guard & 1 != 0 {
                     GuardAnswer::NxDomain
                 } else {
@@ -421,6 +445,12 @@ impl Policy {
                 };
                 trace.note(|| format!("bypass guard: answered {answer:?}"));
                 return Decision::Block(BlockReason::Guard(answer));
+            }
+            if guard & 0b100 != 0 {
+                trace.note(|| "bypass guard: a public DNS-over-HTTPS/TLS resolver".into());
+                return Decision::Block(BlockReason::Category(
+                    self.bypass_bit.trailing_zeros() as u8
+                ));
             }
         }
         if (p.safe_search || p.youtube != YouTube::Off)
@@ -433,8 +463,7 @@ impl Policy {
             trace.note(|| "safe search: a search engine without enforceable safe search".into());
             return Decision::Block(BlockReason::Category(self.bypass_bit.trailing_zeros() as u8));
         }
-        let guard_mask = if p.guards { self.bypass_bit } else { 0 };
-        let mask = p.block_mask | now.extra_mask | guard_mask;
+        let mask = p.block_mask | now.extra_mask;
         if mask == 0 {
             trace.note(|| "no category blocked".into());
             return Decision::Forward;
@@ -449,10 +478,8 @@ impl Policy {
             trace.note(|| {
                 let why = if p.block_mask & (1 << bit) != 0 {
                     "blocked by the profile"
-                } else if now.extra_mask & (1 << bit) != 0 {
-                    "blocked by a schedule window"
                 } else {
-                    "blocked by the bypass guards"
+                    "blocked by a schedule window"
                 };
                 format!("category bit {bit}: {why}")
             });

@@ -9,8 +9,8 @@
 //!   for iCloud Private Relay").
 //! - `resolver.arpa`: Discovery of Designated Resolvers (RFC 9462); NODATA for `_dns.resolver.arpa`
 //!   keeps devices from upgrading to the upstream's encrypted resolver behind our back.
-//! - DoH/DoT resolver host names: the public resolvers' own documentation; the `bypass` category
-//!   of the national feed extends this list.
+//! - DoH/DoT resolver host names: the public resolvers' own documentation. The guards block
+//!   only these; the `bypass` category (lists and feed) blocks where a profile blocks it.
 //! - Search engines without DNS-enforceable safe search: their help pages (none documents a
 //!   network-level switch like Google's or Bing's).
 //! - Safe search: Google ("Lock SafeSearch for devices & networks": CNAME to
@@ -39,8 +39,9 @@ pub const GUARDED: &[(&str, GuardAnswer)] = &[
     ("resolver.arpa", GuardAnswer::NoData),
 ];
 
-/// Built-in `bypass` names: public DNS-over-HTTPS/TLS resolvers, blocked before any feed
-/// arrives for every profile whose bypass guards are on.
+/// Built-in `bypass` names: public DNS-over-HTTPS/TLS resolvers, blocked (as `bypass`) for
+/// every profile whose bypass guards are on, and part of the `bypass` category for profiles
+/// that block it.
 pub const BYPASS_RESOLVERS: &[&str] = &[
     "dns.google",
     "dns.google.com",

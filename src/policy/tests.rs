@@ -317,10 +317,12 @@ fn walled_gardens_guards_and_safe_search() {
     let lists = lists_of(&[
         ("adult", "adult.example\n"),
         ("child", "games-for-kids.example\n"),
+        ("bypass", "vpn.example\n"),
     ]);
     let source = "[upstream]\nservers = [\"127.0.0.1:53\"]\n[defaults]\nprofile = \"garden\"\n\
          [profiles.garden]\nmode = \"allowlist\"\nallow = [\"school.example\"]\n\
          [profiles.teen]\nblock = [\"adult\"]\nsafe_search = true\nyoutube = \"strict\"\n\
+         [profiles.kid]\nblock = [\"bypass\"]\n\
          [profiles.open]\n";
     let config =
         Config::from_source(std::path::Path::new("/k/kidsafe.toml"), source).expect("config");
@@ -362,6 +364,20 @@ fn walled_gardens_guards_and_safe_search() {
     assert_eq!(
         decide(&policy, &lists, "open", "search.brave.com"),
         Decision::Forward
+    );
+    // The guards block the built-in DoH resolvers, not the whole `bypass` category: a VPN
+    // provider listed there is blocked only where the profile blocks `bypass`.
+    assert_eq!(
+        decide(&policy, &lists, "teen", "dns.google"),
+        Decision::Block(BlockReason::Category(bypass))
+    );
+    assert_eq!(
+        decide(&policy, &lists, "teen", "www.vpn.example"),
+        Decision::Forward
+    );
+    assert_eq!(
+        decide(&policy, &lists, "kid", "www.vpn.example"),
+        Decision::Block(BlockReason::Category(bypass))
     );
     // A profile that blocks nothing has no guards and no rewrites.
     assert_eq!(

@@ -16,7 +16,7 @@ use crate::lists::{CacheUse, ListError};
 use crate::live;
 use crate::policy::Policy;
 use crate::policy::live::{LiveState, Overrides};
-use crate::runtime::{FeedInUse, Runtime};
+use crate::runtime::{FeedInUse, FeedSource, Runtime};
 use crate::stats::Counters;
 
 /// Why a runtime could not be built; the one running keeps serving.
@@ -79,14 +79,14 @@ fn build_with(
 ) -> Result<Runtime, BuildError> {
     // The bypass category works before any feed arrives: public DoH resolvers are built in.
     let builtin: &[(&str, &[&str])] = &[("bypass", crate::policy::special::BYPASS_RESOLVERS)];
-    let (dirs, feed) = feed_lists(&mut config)?;
+    let (files, feed, feed_sources) = feed_lists(&mut config)?;
     let state_dir = config.server.state_dir.as_path();
     let cache = if write_state {
         CacheUse::ReadWrite(state_dir)
     } else {
         CacheUse::ReadOnly(state_dir)
     };
-    let lists = crate::lists::load_dirs_cached(&dirs, builtin, cache)?;
+    let lists = crate::lists::load_files_cached(files, builtin, cache)?;
     let policy = Policy::compile(&config, &lists)?;
     let clients = if config.stats.by_client {
         config.clients.iter().map(|c| c.name.clone()).collect()
@@ -119,15 +119,19 @@ fn build_with(
         build_time: started.elapsed(),
         upstream_tls,
         feed,
+        feed_sources,
     })
 }
 
-/// The list directories to load: the config's own, the verified feed snapshot (or the
-/// baseline while there is none) and the list sources with a good copy on disk. The feed's
-/// allowlist joins `[lists] allow`.
-fn feed_lists(config: &mut Config) -> Result<(Vec<PathBuf>, FeedInUse), BuildError> {
-    let mut dirs = config.list_dirs.clone();
+/// The list files to load: the config's own directories, then the verified feed snapshot's
+/// categories and, for every category the snapshot does not carry, the `[feed] baseline`
+/// file(s) (all of the baseline while there is no snapshot), then the list sources with a good
+/// copy on disk. The feed's allowlist joins `[lists] allow`. A feed carrying three categories
+/// thus never silences the baseline's others.
+fn feed_lists(config: &mut Config) -> Result<(ListFiles, FeedInUse, FeedSources), BuildError> {
+    let mut files = crate::lists::list_files(&config.list_dirs)?;
     let mut in_use = FeedInUse::NotConfigured;
+    let mut sources = FeedSources::new();
     if let Some(feed) = &config.feed {
         if let Err(message) = crate::feed::run::public_keys(feed) {
             let at = &feed.public_keys.at;
@@ -142,13 +146,24 @@ fn feed_lists(config: &mut Config) -> Result<(Vec<PathBuf>, FeedInUse), BuildErr
         for problem in problems {
             warn!("{problem}");
         }
+        let baseline = crate::lists::list_files(&feed.baseline)?;
         match selected {
             Some(snapshot) => {
                 in_use = FeedInUse::Snapshot {
                     sequence: snapshot.info.sequence,
                     fell_back: snapshot.fell_back,
                 };
-                dirs.push(snapshot.dir);
+                let carried = crate::lists::list_files(std::slice::from_ref(&snapshot.dir))?;
+                for (_, category) in &carried {
+                    sources.insert(category.clone(), FeedSource::Feed);
+                }
+                for (path, category) in baseline {
+                    if sources.get(&category) != Some(&FeedSource::Feed) {
+                        sources.insert(category.clone(), FeedSource::Baseline);
+                        files.push((path, category));
+                    }
+                }
+                files.extend(carried);
                 config
                     .global_allow
                     .extend(
@@ -163,13 +178,23 @@ fn feed_lists(config: &mut Config) -> Result<(Vec<PathBuf>, FeedInUse), BuildErr
             }
             None => {
                 in_use = FeedInUse::Baseline;
-                dirs.extend(feed.baseline.iter().cloned());
+                for (_, category) in &baseline {
+                    sources.insert(category.clone(), FeedSource::Baseline);
+                }
+                files.extend(baseline);
             }
         }
     }
-    dirs.extend(crate::feed::sources::installed_dirs(config));
-    Ok((dirs, in_use))
+    files.extend(crate::lists::list_files(
+        &crate::feed::sources::installed_dirs(config),
+    )?);
+    Ok((files, in_use, sources))
 }
+
+/// (path, canonical category) of the list files to load.
+type ListFiles = Vec<(PathBuf, String)>;
+/// For each category the feed or its baseline fills, which one is in force.
+type FeedSources = std::collections::BTreeMap<String, FeedSource>;
 
 /// The TLS client settings for `tls://` and `https://` upstreams of `config` (None when it
 /// has none).

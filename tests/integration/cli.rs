@@ -560,6 +560,63 @@ async fn explain_prints_the_decision_chain_for_each_path() {
     }
 }
 
+/// `explain` takes what a parent pastes: a web address explains its host; text that is no
+/// name is an error (exit 2), never "forwarded".
+#[test]
+fn explain_takes_a_pasted_address_and_refuses_what_is_no_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "127.0.0.1:53".parse().expect("addr"), "", "");
+    for (pasted, host) in [
+        (
+            "https://user@WWW.Blocked.Example.Test:8443/@foo?x=1#top",
+            "www.blocked.example.test",
+        ),
+        ("blocked.example.test/path", "blocked.example.test"),
+    ] {
+        let (ok, text) = run(&["explain", pasted, "--client", "127.0.0.1"], &config);
+        assert!(ok, "{pasted}: {text}");
+        assert!(
+            text.contains(&format!("query    {host} from 127.0.0.1")),
+            "{pasted}: {text}"
+        );
+        assert!(
+            text.contains("answer   blocked (adult)"),
+            "{pasted}: {text}"
+        );
+    }
+    let (ok, text) = run(
+        &[
+            "explain",
+            "https://bücher.example.test/",
+            "--client",
+            "127.0.0.1",
+        ],
+        &config,
+    );
+    assert!(
+        ok && text.contains("query    xn--bcher-kva.example.test "),
+        "{text}"
+    );
+
+    for pasted in [
+        "hello world",
+        "http://192.168.1.1/admin",
+        "https://",
+        "*.example.test",
+    ] {
+        let out = Command::new(BIN)
+            .args(["explain", pasted, "--client", "127.0.0.1", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{pasted}: {stdout}{stderr}");
+        assert!(!stdout.contains("forwarded"), "{pasted}: {stdout}");
+        assert!(stderr.contains("give a name such as"), "{pasted}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_and_pause_apply_to_the_running_daemon_and_expire() {
     let upstream = Upstream::start().await;

@@ -1062,6 +1062,123 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
     }
 }
 
+/// A feed carrying some categories replaces the baseline's data for those only: a category it
+/// does not carry keeps the baseline's file, and `check`, `feed status` and `/metrics` say
+/// which is in force for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_replaces_only_the_categories_it_carries_and_the_baseline_keeps_the_rest() {
+    let upstream = crate::harness::Upstream::start().await;
+    // The feed carries adult and gambling.
+    let feed = Feed::new(0).await;
+    // The baseline has an adult list of its own, and violence and drugs, which the feed lacks.
+    let baseline = feed.path("baseline");
+    std::fs::create_dir_all(&baseline).expect("mkdir");
+    for (file, name) in [
+        ("adult.txt", "baseline-adult.example.test"),
+        ("violence.txt", "baseline-gore.example.test"),
+        ("drogue.txt", "baseline-drugs.example.test"),
+    ] {
+        std::fs::write(baseline.join(file), format!("{name}\n")).expect("write");
+    }
+    let text = feed
+        .config_text(&upstream.addr.to_string(), "baseline = [\"baseline\"]")
+        .replace(
+            "block = [\"adult\", \"gambling\"]",
+            "block = [\"adult\", \"gambling\", \"violence\", \"drugs\"]",
+        )
+        + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let path = feed.path("kidsafe.toml");
+    std::fs::write(&path, &text).expect("write");
+    let check = |want: &'static [&'static str]| {
+        let path = path.clone();
+        async move {
+            let out = kidsafe_async(&["check", "--config", path_str(&path)]).await;
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            assert_eq!(out.status.code(), Some(0), "{stdout}");
+            for line in want {
+                assert!(
+                    stdout.lines().any(|l| l
+                        .trim_start()
+                        .starts_with(line.split('|').next().unwrap_or(""))
+                        && line.split('|').all(|part| l.contains(part))),
+                    "no line with {line:?} in:\n{stdout}"
+                );
+            }
+        }
+    };
+    // No snapshot yet: the baseline serves every category it has.
+    check(&["adult|baseline/adult.txt|[baseline]", "violence|[baseline]"]).await;
+
+    let path_for_thread = path.clone();
+    let mut daemon =
+        tokio::task::spawn_blocking(move || crate::harness::Spawned::start(&path_for_thread))
+            .await
+            .expect("spawn");
+    let addr = daemon.addr;
+    wait_blocked(addr, FEED_ADULT).await;
+    let blocked = |name: &'static str| async move {
+        crate::harness::is_kidsafe_block(
+            &crate::harness::ask(addr, name, hickory_proto::rr::RecordType::A).await,
+        )
+    };
+    // The categories the feed does not carry still block from the baseline ...
+    assert!(blocked("baseline-gore.example.test.").await, "violence");
+    assert!(blocked("www.baseline-drugs.example.test.").await, "drugs");
+    // ... and the ones it carries use the feed's data only.
+    assert!(blocked("www.old-casino.example.test.").await, "gambling");
+    assert!(
+        !blocked("baseline-adult.example.test.").await,
+        "the feed's adult list replaces the baseline's"
+    );
+
+    check(&[
+        "adult|snapshots/|[feed]",
+        "violence|baseline/violence.txt|[baseline]",
+        "drugs|baseline/drogue.txt|[baseline]",
+    ])
+    .await;
+    let status = kidsafe_async(&["feed", "status", "--config", path_str(&path)]).await;
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    for want in [
+        "(feed)",
+        "violence         not in the feed: baseline",
+        "drugs            not in the feed: baseline",
+    ] {
+        assert!(status.contains(want), "{want:?} missing from:\n{status}");
+    }
+    assert!(
+        !status.contains("adult            not in the feed"),
+        "{status}"
+    );
+
+    let scrape = tokio::task::spawn_blocking(move || {
+        let line = daemon.wait_for("serving Prometheus metrics", Duration::from_secs(5));
+        let metrics: std::net::SocketAddr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .expect("metrics address");
+        let scrape = crate::harness::http_get(metrics, "/metrics");
+        daemon.stop();
+        scrape
+    })
+    .await
+    .expect("scrape");
+    for want in [
+        "kidsafe_list_source{category=\"adult\",source=\"feed\"} 1",
+        "kidsafe_list_source{category=\"gambling\",source=\"feed\"} 1",
+        "kidsafe_list_source{category=\"violence\",source=\"baseline\"} 1",
+        "kidsafe_list_source{category=\"drugs\",source=\"baseline\"} 1",
+    ] {
+        assert!(scrape.contains(want), "{want:?} missing from:\n{scrape}");
+    }
+    assert!(
+        !scrape.contains("kidsafe_list_source{category=\"adult\",source=\"baseline\"}"),
+        "{scrape}"
+    );
+}
+
 /// Runs the binary off the async runtime (the test's HTTP server must keep answering).
 async fn kidsafe_async(args: &[&str]) -> std::process::Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();

@@ -146,6 +146,15 @@ async fn the_packaged_config_and_shipped_lists_protect_every_preset() {
         forwarded(from, "instagram.com.").await;
     }
 
+    // 16-17 and adult do not block `bypass` (README's preset table): VPN providers resolve,
+    // while the bypass guards still stop the public DoH resolvers and Firefox's canary.
+    for from in [PRESETS[3].1, PRESETS[4].1] {
+        forwarded(from, "nordvpn.com.").await;
+        forwarded(from, "expressvpn.com.").await;
+        assert_eq!(blocked_as(from, "dns.google.").await, "bypass");
+        assert_eq!(blocked_as(from, "use-application-dns.net.").await, "bypass");
+    }
+
     // Unknown devices get the packaged default: filtered (adult, bypass), social open.
     assert_eq!(blocked_as(UNKNOWN, "pornhub.com.").await, "adult");
     assert_eq!(blocked_as(UNKNOWN, "nordvpn.com.").await, "bypass");
@@ -183,4 +192,251 @@ async fn the_packaged_config_and_shipped_lists_protect_every_preset() {
         forwarded(BEDTIME, qname).await;
     }
     daemon.stop().await;
+}
+
+/// Runs the binary with `args` and `--config config`: (exit code, stdout and stderr).
+fn kidsafe(args: &[&str], config: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run kidsafe");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// The built-in helplines and one from `[lists] helplines` answer where nothing else does: a
+/// `kidsafe pause`, a bedtime window that blocks everything, a walled garden, and with the
+/// helpline listed in a category the profile blocks. The test config has no `[lists] allow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helplines_answer_during_a_pause_a_block_all_window_and_a_walled_garden() {
+    let upstream = FakeUpstream::start(IpAddr::V4(FORWARDED), 300).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        upstream.addr,
+        "",
+        "[profiles.garden]\nmode = \"allowlist\"\n\n\
+         [profiles.night]\nblock = [\"adult\"]\n\
+         [[profiles.night.schedule]]\ndays = [\"daily\"]\nfrom = \"00:00\"\nto = \"24:00\"\nblock = \"all\"\n\n\
+         [[clients]]\nname = \"garden\"\nmatch = [\"127.0.0.7\"]\nprofile = \"garden\"\n\n\
+         [[clients]]\nname = \"night\"\nmatch = [\"127.0.0.8\"]\nprofile = \"night\"\n",
+    );
+    // A local helpline, and both kinds listed as adult, which every test profile blocks.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replacen(
+        "dirs = [\"lists\"]",
+        "dirs = [\"lists\"]\nhelplines = [\"help.example.test\"]",
+        1,
+    );
+    std::fs::write(&config, text).expect("write config");
+    let adult = dir.path().join("lists/adult.txt");
+    let mut listed = std::fs::read_to_string(&adult).expect("adult list");
+    listed.push_str("alo116.al\nhelp.example.test\n");
+    std::fs::write(&adult, listed).expect("write list");
+
+    let daemon = Spawned::start(&config);
+    let addr = daemon.addr;
+    let child = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
+    let garden = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7));
+    let night = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 8));
+    let ask_from = |from: IpAddr, qname: &str| {
+        let message = query_message(qname, RecordType::A);
+        async move { udp_from(from, addr, &message).await }
+    };
+    let helplines = [
+        "alo116.al.",
+        "www.alo116.al.",
+        "isigurt.al.",
+        "chat.isigurt.al.",
+        "help.example.test.",
+    ];
+    let all_answer = |from: IpAddr, when: &'static str| async move {
+        for qname in helplines {
+            let reply = ask_from(from, qname).await;
+            assert_eq!(
+                a_records(&reply),
+                vec![FORWARDED],
+                "{qname} from {from} {when}: {reply:?}"
+            );
+        }
+    };
+
+    // Walled garden and an all-day block-all window: everything else is blocked.
+    for from in [garden, night] {
+        assert!(is_kidsafe_block(&ask_from(from, "example.org.").await));
+        all_answer(from, "(walled garden or block-all window)").await;
+    }
+    // Listed as adult for a profile that blocks adult.
+    all_answer(child, "(listed as adult)").await;
+
+    // A pause through the CLI, as a parent would.
+    let (code, text) = kidsafe(&["pause", "--profile", "child", "--for", "1h"], &config);
+    assert_eq!(code, Some(0), "{text}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !is_kidsafe_block(&ask_from(child, "example.org.").await) {
+        assert!(std::time::Instant::now() < deadline, "pause not applied");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    all_answer(child, "(paused)").await;
+
+    // `explain` says why.
+    let (code, text) = kidsafe(
+        &["explain", "chat.isigurt.al", "--client", "127.0.0.8"],
+        &config,
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("policy   helpline"), "{text}");
+    assert!(text.contains("answer   forwarded"), "{text}");
+    daemon.stop();
+}
+
+/// `kidsafe check` refuses a deny entry that covers a helpline, built in or local, naming the
+/// file, line, column and key; and a single-label helpline.
+#[test]
+fn check_refuses_deny_entries_over_helplines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "127.0.0.1:53".parse().expect("addr"),
+        "",
+        "[profiles.strict]\ndeny = [\"ok.example.test\", \"al\"]\n\
+         [profiles.narrow]\ndeny = [\"www.isigurt.al\", \"=help.example.test\"]\n",
+    );
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replacen(
+        "dirs = [\"lists\"]",
+        "dirs = [\"lists\"]\nhelplines = [\"help.example.test\", \"org\"]",
+        1,
+    );
+    std::fs::write(&config, &text).expect("write config");
+    let (code, out) = kidsafe(&["check"], &config);
+    assert_eq!(code, Some(2), "{out}");
+    let path = config.display();
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .expect("line")
+    };
+    for want in [
+        format!(
+            "{path}:{}:28: profiles.strict.deny[1]: covers the helpline \"alo116.al\" (built into kidsafe)",
+            line_of("\"al\"]")
+        ),
+        format!(
+            "{path}:{}:9: profiles.narrow.deny[0]: covers the helpline \"isigurt.al\"",
+            line_of("www.isigurt.al")
+        ),
+        "profiles.narrow.deny[1]: covers the helpline \"help.example.test\" (in [lists] helplines)"
+            .to_string(),
+        format!(
+            "{path}:{}:35: lists.helplines[1]: a single label",
+            line_of("helplines =")
+        ),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in\n{out}");
+    }
+    assert!(!out.contains("deny[0]: covers the helpline \"ok"), "{out}");
+}
+
+/// The packaged config passes `check --strict` with the lists the package ships, and the
+/// report says where each category's names come from and what each profile does.
+#[test]
+fn the_packaged_config_passes_check_strict_with_the_shipped_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kidsafe.toml");
+    std::fs::write(
+        &config,
+        packaged_config("127.0.0.1:53".parse().expect("addr"), ""),
+    )
+    .expect("write config");
+    let (code, out) = kidsafe(&["check", "--strict"], &config);
+    assert_eq!(code, Some(0), "{out}");
+    let blocklists = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("blocklists");
+    for want in [
+        "coverage (category, names listed, where they come from):".to_string(),
+        format!(
+            "{} (UT1 blacklists: blacklists/social_networks/domains (CC-BY-SA-4.0); Sinfonietta/hostfiles: social-hosts (MIT))",
+            blocklists.join("social.txt").display()
+        ),
+        "(built into kidsafe)".to_string(),
+        "profile teen\n  blocks      adult, dating, gambling, violence, weapons, drugs, hate, malware, phishing, bypass\n".to_string(),
+        "  safe search on, YouTube moderate, bypass guards on\n  clients     every device no rule matches (defaults.profile)".to_string(),
+        "schedule    mon,tue,wed,thu,sun 21:00-07:00 blocks everything but allowed names and helplines".to_string(),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in\n{out}");
+    }
+    assert!(!out.contains("warning:"), "{out}");
+}
+
+/// A category a profile blocks (or a schedule window adds) that no list names: `check` warns,
+/// `check --strict` fails, and the daemon logs it in one line per load, not one per category.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_blocked_categories_fail_check_strict_and_are_logged_once_per_load() {
+    let upstream = FakeUpstream::start(IpAddr::V4(FORWARDED), 300).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        upstream.addr,
+        "",
+        "[profiles.homework]\nblock = [\"chat\"]\nyoutube = \"strict\"\n\
+         [[profiles.homework.schedule]]\ndays = [\"weekdays\"]\nfrom = \"15:00\"\nto = \"18:00\"\nblock = [\"games\"]\n\
+         [profiles.garden]\nmode = \"allowlist\"\n\
+         [[clients]]\nname = \"study\"\nmatch = [\"127.0.0.64/26\", \"aa:bb:cc:dd:ee:01\"]\nprofile = \"homework\"\n",
+    );
+    let (code, out) = kidsafe(&["check"], &config);
+    assert_eq!(code, Some(0), "{out}");
+    for want in [
+        "warning: category \"chat\" is blocked by a profile but no list gives it a name yet",
+        "warning: category \"games\"",
+        "  chat                 0  no list",
+        "  adult                1  ",
+        "profile homework\n  blocks      chat\n",
+        "schedule    mon,tue,wed,thu,fri 15:00-18:00 blocks games",
+        "safe search off, YouTube strict, bypass guards on",
+        "clients     \"study\": 127.0.0.64/26, aa:bb:cc:dd:ee:01",
+        "clients     \"kid\": 127.0.0.5\n",
+        "profile garden\n  walled garden: allows only kids, education and its allow list",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    let (code, out) = kidsafe(&["check", "--strict"], &config);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "--strict: these categories are blocked by a profile but listed nowhere: chat, games"
+        ),
+        "{out}"
+    );
+
+    let mut daemon = Spawned::start(&config);
+    daemon.wait_for(
+        "no list gives them a name",
+        std::time::Duration::from_secs(10),
+    );
+    daemon.signal("HUP");
+    daemon.wait_for(
+        "reloaded config and lists",
+        std::time::Duration::from_secs(20),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = daemon.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("no list gives them a name"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line at start, one at the reload:\n{log}"
+    );
+    for line in lines {
+        assert!(line.contains("categories=chat, games"), "{line}");
+    }
 }

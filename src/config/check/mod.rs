@@ -72,6 +72,7 @@ impl Checker<'_> {
             .map(|d| self.resolve(d.get_ref()))
             .collect();
         let global_allow = self.rules(&file.lists.allow, "lists.allow");
+        let helplines = self.helplines(&file.lists.helplines);
         let log_level = file.log.level.get_ref().to_ascii_lowercase();
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             self.problem(
@@ -112,6 +113,7 @@ impl Checker<'_> {
                 });
 
         let profiles = self.check_profiles(&file.profiles);
+        self.deny_over_helplines(&file.profiles, &helplines);
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         let default_profile = self.profile_ref(&names, &file.defaults.profile, "defaults.profile");
         let clients = self.check_clients(&names, &file.clients);
@@ -131,6 +133,7 @@ impl Checker<'_> {
             cache: cache?,
             list_dirs,
             global_allow,
+            helplines,
             log_level,
             stats: StatsSettings {
                 enabled: file.stats.enabled,

@@ -14,26 +14,49 @@ use super::Checker;
 use super::is_profile_name;
 use crate::config::Location;
 
+/// Parses one allow, deny or helpline entry: `example.com` (with subdomains), `*.example.com`
+/// (only subdomains) or `=example.com` (only that name).
+fn parse_rule(text: &str) -> Option<NameRule> {
+    let text = text.trim();
+    let (form, rest) = if let Some(rest) = text.strip_prefix('=') {
+        (RuleForm::Exact, rest)
+    } else if let Some(rest) = text.strip_prefix("*.") {
+        (RuleForm::Below, rest)
+    } else {
+        (RuleForm::Tree, text)
+    };
+    match normalise(rest) {
+        Ok(Normalised::Name(name)) if !rest.starts_with('*') && !rest.starts_with('.') => {
+            Some(NameRule {
+                name: name.into_owned(),
+                form,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether a deny rule blocks the helpline `helpline` or any name under it.
+fn deny_covers(deny: &NameRule, helpline: &str) -> bool {
+    let under = |name: &str, parent: &str| {
+        name.strip_suffix(parent)
+            .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'))
+    };
+    let covers_helpline = match deny.form {
+        RuleForm::Tree => deny.name == helpline || under(helpline, &deny.name),
+        RuleForm::Exact => deny.name == helpline,
+        RuleForm::Below => under(helpline, &deny.name),
+    };
+    covers_helpline || under(&deny.name, helpline)
+}
+
 impl Checker<'_> {
     pub(super) fn rules(&mut self, values: &[Spanned<String>], key: &str) -> Vec<NameRule> {
         let mut out = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            let text = v.get_ref().trim();
-            let (form, rest) = if let Some(rest) = text.strip_prefix('=') {
-                (RuleForm::Exact, rest)
-            } else if let Some(rest) = text.strip_prefix("*.") {
-                (RuleForm::Below, rest)
-            } else {
-                (RuleForm::Tree, text)
-            };
-            match normalise(rest) {
-                Ok(Normalised::Name(name)) if !rest.starts_with('*') && !rest.starts_with('.') => {
-                    out.push(NameRule {
-                        name: name.into_owned(),
-                        form,
-                    })
-                }
-                _ => self.problem(
+            match parse_rule(v.get_ref()) {
+                Some(rule) => out.push(rule),
+                None => self.problem(
                     v,
                     format!("{key}[{i}]"),
                     "not a domain name; write \"example.com\" (with its subdomains), \"*.example.com\" (only subdomains) or \"=example.com\" (only that name)",
@@ -41,6 +64,66 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// `[lists] helplines`: written like allow entries, but never a single label (a helpline
+    /// that is a whole TLD would open it for every profile). The built-in ones come first.
+    pub(super) fn helplines(&mut self, values: &[Spanned<String>]) -> Vec<NameRule> {
+        let mut out: Vec<NameRule> = crate::config::presets::HELPLINES
+            .iter()
+            .map(|name| NameRule {
+                name: (*name).to_string(),
+                form: RuleForm::Tree,
+            })
+            .collect();
+        for (i, v) in values.iter().enumerate() {
+            match parse_rule(v.get_ref()) {
+                Some(rule) if rule.name.contains('.') => out.push(rule),
+                Some(_) => self.problem(
+                    v,
+                    format!("lists.helplines[{i}]"),
+                    "a single label would let a whole top-level domain through for every profile; write the helpline's own name, e.g. \"helpline.example.org\"",
+                ),
+                None => self.problem(
+                    v,
+                    format!("lists.helplines[{i}]"),
+                    "not a domain name; write \"helpline.example.org\" (with its subdomains), \"*.helpline.example.org\" (only subdomains) or \"=helpline.example.org\" (only that name)",
+                ),
+            }
+        }
+        out
+    }
+
+    /// Refuses every profile `deny` entry that covers a helpline (or a name under one): the
+    /// helpline would answer anyway, and a parent who wrote it should know.
+    pub(super) fn deny_over_helplines(
+        &mut self,
+        profiles: &BTreeMap<Spanned<String>, ProfileConfig>,
+        helplines: &[NameRule],
+    ) {
+        for (name, p) in profiles {
+            for (i, v) in p.deny.iter().enumerate() {
+                let Some(deny) = parse_rule(v.get_ref()) else {
+                    continue;
+                };
+                if let Some(h) = helplines.iter().find(|h| deny_covers(&deny, &h.name)) {
+                    let builtin = crate::config::presets::HELPLINES.contains(&h.name.as_str());
+                    self.problem(
+                        v,
+                        format!("profiles.{}.deny[{i}]", name.get_ref()),
+                        format!(
+                            "covers the helpline \"{}\" ({}), which answers for every profile whatever deny says; remove the entry or name something narrower",
+                            h.name,
+                            if builtin {
+                                "built into kidsafe"
+                            } else {
+                                "in [lists] helplines"
+                            }
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     pub(super) fn categories_at(
