@@ -78,22 +78,65 @@ pub fn write_overrides(overrides: &Overrides, state_dir: &Path) -> std::io::Resu
 /// `ip neigh` lines (`IP dev DEV lladdr MAC STATE`), from files or, for the entry
 /// [`IP_NEIGH`], from the `ip` command. Unreadable tables and unparsable lines are skipped.
 pub fn read_neighbours(paths: &[PathBuf]) -> HashMap<Mac, Vec<IpAddr>> {
-    let mut out: HashMap<Mac, Vec<IpAddr>> = HashMap::new();
-    for path in paths {
-        let text = if path.as_os_str() == IP_NEIGH {
+    let texts = paths.iter().filter_map(|path| {
+        if path.as_os_str() == IP_NEIGH {
             match std::process::Command::new("ip")
                 .args(["neigh", "show"])
                 .output()
             {
-                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-                _ => continue,
+                Ok(o) if o.status.success() => {
+                    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+                }
+                _ => None,
             }
         } else {
-            match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(_) => continue,
+            std::fs::read_to_string(path).ok()
+        }
+    });
+    parse_neighbours(texts)
+}
+
+/// How long `ip neigh show` may take on the ticker before it is killed.
+const IP_NEIGH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// [`read_neighbours`] for the ticker: off the DNS runtime's threads (files on a blocking
+/// thread, `ip neigh` through tokio's process API, killed after [`IP_NEIGH_TIMEOUT`]), and the
+/// tables that cannot be read named, so the ticker can warn once (`ProcSubset=pid` in the
+/// unit hides /proc/net/arp; a router without iproute2 has no `ip`).
+pub async fn read_neighbours_async(paths: &[PathBuf]) -> (HashMap<Mac, Vec<IpAddr>>, Vec<PathBuf>) {
+    let mut texts = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in paths {
+        let text = if path.as_os_str() == IP_NEIGH {
+            let run = tokio::process::Command::new("ip")
+                .args(["neigh", "show"])
+                .kill_on_drop(true)
+                .output();
+            match tokio::time::timeout(IP_NEIGH_TIMEOUT, run).await {
+                Ok(Ok(o)) if o.status.success() => {
+                    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+                }
+                _ => None,
             }
+        } else {
+            let owned = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::read_to_string(owned).ok())
+                .await
+                .ok()
+                .flatten()
         };
+        match text {
+            Some(t) => texts.push(t),
+            None => unreadable.push(path.clone()),
+        }
+    }
+    (parse_neighbours(texts), unreadable)
+}
+
+/// Neighbour-table text (`/proc/net/arp` or `ip neigh` lines) → MAC → addresses.
+fn parse_neighbours(texts: impl IntoIterator<Item = String>) -> HashMap<Mac, Vec<IpAddr>> {
+    let mut out: HashMap<Mac, Vec<IpAddr>> = HashMap::new();
+    for text in texts {
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             let Some(ip) = words.first().and_then(|w| w.parse::<IpAddr>().ok()) else {
@@ -152,6 +195,8 @@ pub async fn run_ticker(
     // only when it changes (not every second, nor after every reload).
     let mut overrides_warned: Option<Option<(SystemTime, u64)>> = None;
     let mut neighbours_read: Option<std::time::Instant> = None;
+    // Neighbour tables found unreadable and already warned about (once each).
+    let mut unreadable_warned: Vec<PathBuf> = Vec::new();
     let mut last_runtime = std::sync::Weak::new();
     loop {
         let rt = runtime.load_full();
@@ -183,7 +228,19 @@ pub async fn run_ticker(
         if neighbours_read.is_none_or(|t| t.elapsed() >= NEIGHBOUR_REFRESH)
             && rt.policy.has_mac_rules()
         {
-            set_neighbours(&rt, read_neighbours(&rt.config.server.neighbour_tables));
+            let (table, unreadable) =
+                read_neighbours_async(&rt.config.server.neighbour_tables).await;
+            for path in unreadable {
+                if !unreadable_warned.contains(&path) {
+                    tracing::warn!(
+                        table = %path.display(),
+                        "a neighbour table in [server] neighbour_tables cannot be read: \
+                         devices matched by MAC through it get the profile of their address"
+                    );
+                    unreadable_warned.push(path);
+                }
+            }
+            set_neighbours(&rt, table);
             neighbours_read = Some(std::time::Instant::now());
         }
         refresh_live(&rt, clock.now());
@@ -201,6 +258,22 @@ mod tests {
     use super::*;
     use crate::config::parse_mac;
     use crate::policy::live::{Grant, Pause};
+
+    #[tokio::test]
+    async fn the_ticker_reads_tables_off_the_runtime_and_names_the_unreadable_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let arp = dir.path().join("arp");
+        std::fs::write(
+            &arp,
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
+             192.168.1.40     0x1         0x2         aa:bb:cc:dd:ee:01     *        br-lan\n",
+        )
+        .expect("write");
+        let missing = dir.path().join("hidden-by-procsubset");
+        let (table, unreadable) = read_neighbours_async(&[arp, missing.clone()]).await;
+        assert_eq!(table.len(), 1);
+        assert_eq!(unreadable, vec![missing]);
+    }
 
     #[test]
     fn macs_and_neighbour_tables() {
