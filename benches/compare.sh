@@ -6,6 +6,8 @@
 #   sudo benches/compare.sh                      # 1M names, 3 interleaved runs of 10 s
 #   sudo benches/compare.sh --quick              # smoke run: 100k names, 1 run of 5 s
 #   sudo benches/compare.sh --only dnsmasq,unbound,pdns-recursor
+#   sudo KIDSAFE_BASE_BIN=/path/to/old/kidsafe benches/compare.sh --only kidsafe,kidsafe-base
+#                                                # a change against the build before it
 #
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -14,6 +16,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ALL_SERVERS="kidsafe,kidsafe-ceiling,dnsmasq,unbound,pdns-recursor"
+# Known but not run by default: kidsafe-base, a second kidsafe build (KIDSAFE_BASE_BIN).
+KNOWN_SERVERS="$ALL_SERVERS,kidsafe-base"
 NAMES=1000000
 RUNS=3
 DURATION=10
@@ -31,7 +35,7 @@ usage: $0 [options]
   --runs K         warm max-rate runs per server, interleaved (default 3; median reported)
   --duration S     seconds per warm run and per fixed-rate run (default 10)
   --fixed-qps Q    rate of the latency run (default 5000)
-  --only LIST      comma-separated subset of: $ALL_SERVERS
+  --only LIST      comma-separated subset of: $KNOWN_SERVERS
   --seed S         workload seed (default 1)
   --quick          smoke run: --names 100000 --runs 1 --duration 5
   --build          run 'cargo build --release --locked' first if \$KIDSAFE_BIN is missing
@@ -62,7 +66,10 @@ done
 
 IFS=, read -r -a SERVERS <<<"$ONLY"
 for s in "${SERVERS[@]}"; do
-  [[ -n ${SERVER_PORT[$s]:-} ]] || die "unknown server '$s' (known: $ALL_SERVERS)"
+  [[ -n ${SERVER_PORT[$s]:-} ]] || die "unknown server '$s' (known: $KNOWN_SERVERS)"
+  if [[ $s == kidsafe-base ]]; then
+    [[ -x ${KIDSAFE_BASE_BIN:-} ]] || die "kidsafe-base needs KIDSAFE_BASE_BIN, an executable kidsafe"
+  fi
 done
 
 # ---------------------------------------------------------------- prerequisites
@@ -109,6 +116,9 @@ log "results and raw dnsperf output: $RUN"
   echo "workload=$WORKLOAD"
   if [[ $wants_kidsafe == 1 ]]; then
     echo "kidsafe_bin=$KIDSAFE_BIN sha256 $(sha256sum <"$KIDSAFE_BIN" | cut -c1-16)"
+    if [[ -n ${KIDSAFE_BASE_BIN:-} ]]; then
+      echo "kidsafe_base_bin=$KIDSAFE_BASE_BIN sha256 $(sha256sum <"$KIDSAFE_BASE_BIN" | cut -c1-16)"
+    fi
   fi
   echo "listed_hit=$(wc -l <"$WORKLOAD/blocklist-hit.txt")"
   echo "queries_warm=$(wc -l <"$WORKLOAD/queries-warm.txt")"

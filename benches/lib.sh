@@ -19,7 +19,17 @@ declare -A SERVER_PORT=(
   [unbound]=${UNBOUND_PORT:-5403}
   [pdns-recursor]=${PDNS_PORT:-5404}
   [kidsafe-ceiling]=${KIDSAFE_CEILING_PORT:-5405}
+  [kidsafe-base]=${KIDSAFE_BASE_PORT:-5406}
 )
+
+# The kidsafe binary a server name runs: kidsafe-base is another build (KIDSAFE_BASE_BIN, e.g.
+# the one before a change), measured in the same run as this one.
+kidsafe_bin_of() {
+  case $1 in
+    kidsafe-base) echo "${KIDSAFE_BASE_BIN:?set KIDSAFE_BASE_BIN to measure kidsafe-base}" ;;
+    *) echo "$KIDSAFE_BIN" ;;
+  esac
+}
 
 # The interpreter itself, not a version-manager shim: a pyenv shim costs 0.2 s
 # and more per start, which would show up in start-up times and stall runs.
@@ -207,7 +217,7 @@ configure_server() {
   rm -rf "$d"; mkdir -p "$d"
   list=$(variant_list "$d" "$variant")
   case $name in
-    kidsafe | kidsafe-ceiling)
+    kidsafe | kidsafe-ceiling | kidsafe-base)
       mkdir -p "$d/kidsafe-lists" "$d/kidsafe-state"
       ln -f "$list" "$d/kidsafe-lists/adult.txt" 2>/dev/null || cp "$list" "$d/kidsafe-lists/adult.txt"
       cat >"$d/kidsafe.toml" <<EOF
@@ -233,7 +243,7 @@ profile = "all"
 [profiles.all]
 block = ["adult"]
 EOF
-      SERVER_CMD=("$KIDSAFE_BIN" run --config "$d/kidsafe.toml") ;;
+      SERVER_CMD=("$(kidsafe_bin_of "$name")" run --config "$d/kidsafe.toml") ;;
     dnsmasq)
       if [[ $variant == full ]]; then
         ln -sf "$WORKLOAD/dnsmasq.conf" "$d/blocklist.conf"
@@ -329,7 +339,7 @@ EOF
 
 server_version() {
   case $1 in
-    kidsafe | kidsafe-ceiling) "$KIDSAFE_BIN" --version 2>/dev/null | head -1 || echo kidsafe ;;
+    kidsafe | kidsafe-ceiling | kidsafe-base) "$(kidsafe_bin_of "$1")" --version 2>/dev/null | head -1 || echo kidsafe ;;
     dnsmasq) dnsmasq -v | head -1 | awk '{print "dnsmasq " $3}' ;;
     unbound) unbound -V | awk '/^Version/{print "unbound " $2}' ;;
     pdns-recursor) pdns_recursor --version 2>&1 | grep -o 'Recursor [0-9.]*' | head -1 | sed 's/^/PowerDNS /' ;;

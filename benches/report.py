@@ -13,7 +13,7 @@ import re
 import statistics
 import sys
 
-ORDER = ["kidsafe", "kidsafe-ceiling", "dnsmasq", "unbound", "pdns-recursor"]
+ORDER = ["kidsafe", "kidsafe-base", "kidsafe-ceiling", "dnsmasq", "unbound", "pdns-recursor"]
 
 
 def read_env(path):

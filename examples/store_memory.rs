@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let rss_before = status_kib("VmRSS:");
     let started = Instant::now();
-    let loaded = kidsafe::blocklist::load_dirs(&[dir.path().to_path_buf()])?;
+    let loaded = kidsafe::lists::load_dirs(&[dir.path().to_path_buf()])?;
     let build = started.elapsed();
     let rss_after = status_kib("VmRSS:");
     let peak = status_kib("VmHWM:");

@@ -17,12 +17,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::dns::Handler;
-use crate::policy::live;
-use crate::reload::{ReloadHandle, ReloadOptions, Reloader};
-use crate::runtime::{self, BuildError, Runtime};
+use crate::http::metrics;
+use crate::live;
+use crate::reload::{BuildError, ReloadHandle, ReloadMetrics, ReloadOptions, Reloader};
+use crate::runtime;
 use crate::sdnotify::{self, Notifier};
 use crate::server::{self, Listeners, ServeError};
-use crate::stats::{self, Collector, metrics, metrics::ReloadMetrics};
+use crate::stats::{self, Collector};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +46,13 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     // arena (see `reload::build`); on this thread only if that one cannot be started.
     let owned = path.to_path_buf();
     let runtime =
-        match crate::reload::build::on_builder_thread_blocking(move || Runtime::load(&owned)) {
+        match crate::reload::build::on_builder_thread_blocking(move || crate::reload::load(&owned))
+        {
             Some(built) => built?,
-            None => Runtime::load(path)?,
+            None => crate::reload::load(path)?,
         };
     crate::logging::init(&runtime.config.log_level);
-    runtime.log_summary("loaded");
+    crate::reload::summary::log_summary(&runtime, "loaded");
 
     let threads = match runtime.config.server.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -153,9 +155,19 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         ));
         // Statistics outlive the server by one flush: the last queries are counted too.
         let flush_stop = CancellationToken::new();
+        let current = shared.clone();
+        let flush_settings = move || {
+            let rt = current.load();
+            stats::FlushSettings {
+                enabled: rt.config.stats.enabled,
+                every: rt.config.stats.flush,
+                retention_days: rt.config.stats.retention_days,
+                dir: rt.config.server.state_dir.clone(),
+            }
+        };
         let flusher = tokio::spawn(stats::run_flusher(
             Arc::clone(&collector),
-            shared.clone(),
+            flush_settings,
             flush_stop.clone(),
         ));
 

@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use kidsafe::blocklist::load_dirs;
 use kidsafe::config::{Config, ConfigError, Problem};
+use kidsafe::lists::load_dirs;
 use kidsafe::policy::Policy;
 
 /// Where the fuzzed text "comes from": only used for relative paths and messages.

@@ -24,17 +24,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::NetError;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::server::{Request, RequestHandler};
 use kidsafe::dns::Handler;
+use kidsafe::dns::request::Capture;
 use kidsafe::runtime::{Runtime, share};
 
 /// The largest UDP answer kidsafe may send (DNS Flag Day 2020).
@@ -137,7 +135,7 @@ fn build_runtime(style: &str) -> Runtime {
     }
     let config = dir.path().join("kidsafe.toml");
     std::fs::write(&config, CONFIG.replace("STYLE", style)).expect("config");
-    Runtime::load(Path::new(&config)).expect("the fuzz config builds")
+    kidsafe::reload::load(Path::new(&config)).expect("the fuzz config builds")
 }
 
 /// Runs the checks on one input; panics on a violation.
@@ -150,17 +148,19 @@ pub fn check(data: &[u8]) {
         if request.metadata.message_type == MessageType::Response {
             continue; // hickory-server drops responses before any handler sees them
         }
-        let capture = Capture::new(lane.protocol);
+        let capture = match lane.protocol {
+            Protocol::Udp => Capture::default(),
+            _ => Capture::for_stream(),
+        };
         harness.tokio.block_on(
             lane.handler
                 .handle_request::<_, TokioTime>(&request, capture.clone()),
         );
-        let sent = std::mem::take(&mut *capture.sent.lock().expect("lock"));
-        let [answer] = sent.as_slice() else {
+        let sent = capture.take_sent();
+        let (1, Some(answer)) = (sent.count, &sent.last) else {
             panic!(
                 "{} answers over {:?}, one expected",
-                sent.len(),
-                lane.protocol
+                sent.count, lane.protocol
             );
         };
         let bytes = match answer {
@@ -380,61 +380,4 @@ fn blocked(child: bool, name: &Name) -> bool {
         .filter(|(category, _)| child || *category == "adult")
         .flat_map(|(_, names)| names.iter())
         .any(|listed| under(listed))
-}
-
-/// Captures what the handler sends, encoded as hickory-server's `ResponseHandle` does (its
-/// `MessageResponse::encode` is crate-private): the size limit is the response's OPT payload
-/// over UDP (512 without EDNS) and 64 KiB otherwise. An encoding error is kept as the error,
-/// where hickory-server would log it and send a bare SERVFAIL header instead.
-#[derive(Clone)]
-struct Capture {
-    protocol: Protocol,
-    sent: Arc<Mutex<Vec<Encoded>>>,
-}
-
-/// One answer as it would go on the wire, or why it could not be encoded.
-type Encoded = Result<Vec<u8>, String>;
-
-impl Capture {
-    fn new(protocol: Protocol) -> Self {
-        Self {
-            protocol,
-            sent: Arc::default(),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let max_size = match self.protocol {
-            Protocol::Udp => response.edns().map_or(512, |edns| edns.max_payload()),
-            _ => u16::MAX,
-        };
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max_size);
-        let result = response.destructive_emit(&mut encoder);
-        let mut sent = self.sent.lock().expect("lock");
-        match result {
-            Ok(info) => {
-                sent.push(Ok(bytes));
-                Ok(info)
-            }
-            Err(error) => {
-                sent.push(Err(error.to_string()));
-                Err(NetError::from(error.to_string()))
-            }
-        }
-    }
 }

@@ -1,5 +1,5 @@
 //! Target `list_line`: the input is one list file. Every line goes through the list parser the
-//! way `blocklist::load_file` feeds it (split after `\n`, a line that is not UTF-8 is bad), the
+//! way `lists::load_file` feeds it (split after `\n`, a line that is not UTF-8 is bad), the
 //! names it lists go into a `StoreBuilder`, and the built store is checked against a naive
 //! model.
 //!

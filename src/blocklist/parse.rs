@@ -9,6 +9,61 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+/// The first word of a canonical list file's header (the signed feed's strict format,
+/// docs/feed.md; checked whole by the feed's `canonical` module).
+pub const LIST_MAGIC: &str = "#nfeed/1";
+
+/// Checks one entry of a canonical list against the strict name rules (LDH labels, lower
+/// case, no trailing dot; single labels allowed); the reason names what is wrong.
+pub fn check_entry(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty name".into());
+    }
+    for c in name.chars() {
+        let reason = match c {
+            'a'..='z' | '0'..='9' | '-' | '.' => continue,
+            'A'..='Z' => "upper-case letter (names are lower-case)".to_string(),
+            ' ' => "space (a hosts-file line?)".to_string(),
+            '*' => "wildcard (an entry already covers its subdomains)".to_string(),
+            '|' | '^' => "adblock syntax".to_string(),
+            '/' | ':' => "URL or IPv6 address".to_string(),
+            '#' => "comment".to_string(),
+            '_' => "underscore (names are LDH: a-z, 0-9, '-')".to_string(),
+            c if !c.is_ascii() => "non-ASCII character (use A-labels, xn--…)".to_string(),
+            c => format!("character {c:?} is not allowed in a name"),
+        };
+        return Err(reason);
+    }
+    if name.ends_with('.') && name.len() > 1 {
+        return Err("trailing dot".into());
+    }
+    if name.len() > 253 {
+        return Err(format!("name is {} bytes, more than 253", name.len()));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("empty label".into());
+        }
+        if label.len() > 63 {
+            return Err(format!("label of {} bytes, more than 63", label.len()));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("label starts or ends with '-'".into());
+        }
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("IP address".into());
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("all-numeric top-level label (an IP address?)".into());
+    }
+    Ok(())
+}
+
 /// What one line of a list file turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineOutcome {

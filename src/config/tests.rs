@@ -1,5 +1,8 @@
 //! The TOML rows of HOSTILE-INPUTS.md, and the example config, as tests.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use super::*;
 
 const MINIMAL: &str = r#"
@@ -481,4 +484,17 @@ fn feed_and_source_settings_are_checked_where_written() {
         assert_eq!(p.key, *key, "{extra:?}");
         assert!(p.message.contains(phrase), "{extra:?}: {}", p.message);
     }
+}
+
+#[test]
+fn a_feed_problem_does_not_hide_a_list_source_problem() {
+    let source = format!(
+        "{MINIMAL}\n[feed]\nurl = \"ftp://f.example/\"\npublic_key = \"RWQa\"\n\n\
+         [[lists.sources]]\ncategory = \"no such!\"\nurl = \"https://x.example/h\"\n"
+    );
+    let keys: Vec<String> = match load(&source) {
+        Ok(_) => panic!("config should be rejected"),
+        Err(e) => e.problems().iter().map(|p| p.key.clone()).collect(),
+    };
+    assert_eq!(keys, ["feed.url", "lists.sources[0].category"]);
 }

@@ -22,23 +22,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::Guard;
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::rdata::CNAME;
-use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinDecoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use hickory_server::zone_handler::Queries;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use super::answer;
-use super::cache::{Answer, AnswerCache, CacheKey};
-use super::coalesce::{Coalescer, Role};
+use super::cache::AnswerCache;
+use super::coalesce::Coalescer;
 use super::ratelimit::RateLimiter;
-use super::rebind;
+use super::reply::*;
+use super::resolve::{Resolved, cloaked};
 use super::upstream::{Forwarder, Question};
 use crate::config::BlockResponse;
 use crate::policy::live::IDLE;
@@ -53,13 +53,13 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// kidsafe's hickory-server request handler.
 pub struct Handler {
-    runtime: SharedRuntime,
-    cache: Arc<AnswerCache>,
-    forwarder: Forwarder,
-    requests: Semaphore,
-    in_flight: TaskTracker,
-    coalescer: Arc<Coalescer>,
-    limiter: RateLimiter,
+    pub(super) runtime: SharedRuntime,
+    pub(super) cache: Arc<AnswerCache>,
+    pub(super) forwarder: Forwarder,
+    pub(super) requests: Semaphore,
+    pub(super) in_flight: TaskTracker,
+    pub(super) coalescer: Arc<Coalescer>,
+    pub(super) limiter: RateLimiter,
 }
 
 impl Handler {
@@ -178,24 +178,20 @@ impl Handler {
         // Answers must not outlive the policy that produced them: a bedtime starts on time
         // even for clients that cache.
         let ttl_cap = live.seconds_left(profile);
+        let asked = Asked {
+            name,
+            qtype,
+            profile,
+            client_rule,
+            ttl_cap,
+        };
         let decision = runtime
             .policy
             .decide(profile, || name.iter(), &runtime.lists.store, now);
         drop(live);
         let rewrite = match decision {
             Decision::Block(reason) => {
-                return self
-                    .block(
-                        &reply,
-                        &mut out,
-                        &runtime,
-                        (profile, client_rule),
-                        reason,
-                        name,
-                        qtype,
-                        ttl_cap,
-                    )
-                    .await;
+                return self.block(&reply, &mut out, &runtime, &asked, reason).await;
             }
             Decision::Rewrite(r) => Some(r),
             Decision::Forward | Decision::Allowed => None,
@@ -261,18 +257,7 @@ impl Handler {
             && let Some(reason) = cloaked(&runtime, profile, answer)
         {
             // CNAME cloaking: an allowed name that aliases a blocked one is blocked too.
-            return self
-                .block(
-                    &reply,
-                    &mut out,
-                    &runtime,
-                    (profile, client_rule),
-                    reason,
-                    name,
-                    qtype,
-                    ttl_cap,
-                )
-                .await;
+            return self.block(&reply, &mut out, &runtime, &asked, reason).await;
         }
         match resolved {
             Resolved::Answer(answer, age) => {
@@ -303,84 +288,23 @@ impl Handler {
         }
     }
 
-    /// The answer for `question`: from the cache when fresh, else from the upstreams (one
-    /// upstream query for every query waiting on the same key), else, when every upstream
-    /// failed, an expired answer (serve-stale). `None` when there is nothing to answer with.
-    /// Counts the outcome.
-    async fn resolve(&self, runtime: &Arc<Runtime>, question: Question) -> Option<Resolved> {
-        let key = CacheKey {
-            name: LowerName::new(&question.name),
-            qtype: question.qtype,
-            dnssec_ok: question.dnssec_ok,
-            checking_disabled: question.checking_disabled,
-        };
-        let keep_stale = runtime.config.cache.serve_stale;
-        let now = Instant::now();
-        if let Some((hit, age)) = self.cache.get(&key, now, keep_stale) {
-            runtime.counters.record(Outcome::Cached);
-            if runtime.config.cache.prefetch && hit.hit_wants_prefetch(now) {
-                self.prefetch(runtime, key, question);
-            }
-            return Some(Resolved::Answer(hit, age));
-        }
-        let (fresh, counted_as) = match self.coalescer.join(&key) {
-            Role::Leader(leader) => {
-                let fresh = fetch(&self.forwarder, &self.cache, runtime, &key, &question).await;
-                leader.finish(fresh.clone());
-                (fresh, Outcome::Forwarded)
-            }
-            // Answered without an upstream query of its own: counted like a cache hit.
-            Role::Follower(follower) => (follower.outcome().await, Outcome::Cached),
-        };
-        let failed = fresh
-            .as_ref()
-            .is_none_or(|a| matches!(a.rcode, ResponseCode::ServFail | ResponseCode::Refused));
-        if failed && let Some(stale) = self.cache.get_stale(&key, Instant::now(), keep_stale) {
-            runtime.counters.record(Outcome::Cached);
-            return Some(Resolved::Stale(stale));
-        }
-        match fresh {
-            Some(fresh) => {
-                runtime.counters.record(counted_as);
-                Some(Resolved::Answer(fresh, 0))
-            }
-            None => {
-                runtime.counters.record(Outcome::Failed);
-                None
-            }
-        }
-    }
-
-    /// Refreshes `key` in the background, unless a query for it is already at the upstreams
-    /// (then that one's answer refreshes the cache anyway). Queries that miss meanwhile follow
-    /// the prefetch instead of asking again. A failed prefetch leaves the cached answer as it
-    /// was, to expire (and be served stale) as usual. Not counted as a query: no client asked.
-    fn prefetch(&self, runtime: &Arc<Runtime>, key: CacheKey, question: Question) {
-        let Role::Leader(leader) = self.coalescer.join(&key) else {
-            return;
-        };
-        let (forwarder, cache) = (self.forwarder.clone(), Arc::clone(&self.cache));
-        let runtime = Arc::clone(runtime);
-        tokio::spawn(async move {
-            let fresh = fetch(&forwarder, &cache, &runtime, &key, &question).await;
-            leader.finish(fresh);
-        });
-    }
-
     /// Answers a blocked name and counts it (by profile and category only: the name and the
     /// address stop here).
-    #[allow(clippy::too_many_arguments)]
     async fn block<R: ResponseHandler>(
         &self,
         reply: &Reply<'_>,
         out: &mut R,
         runtime: &Runtime,
-        (profile, client_rule): (usize, Option<usize>),
+        asked: &Asked<'_>,
         reason: BlockReason,
-        name: &Name,
-        qtype: RecordType,
-        ttl_cap: Option<u32>,
     ) -> ResponseInfo {
+        let Asked {
+            name,
+            qtype,
+            profile,
+            client_rule,
+            ttl_cap,
+        } = *asked;
         runtime
             .counters
             .record_blocked(profile, reason, client_rule);
@@ -415,92 +339,15 @@ impl Handler {
     }
 }
 
-/// Asks the upstreams, applies rebinding protection, and caches what may be cached.
-/// `None` when no upstream answered.
-async fn fetch(
-    forwarder: &Forwarder,
-    answers: &AnswerCache,
-    runtime: &Runtime,
-    key: &CacheKey,
-    question: &Question,
-) -> Option<Arc<Answer>> {
-    let upstream = &runtime.config.upstream;
-    let tls = runtime.upstream_tls.as_ref();
-    let mut message = forwarder.resolve(upstream, tls, question).await.ok()?;
-    if upstream.rebind_protection {
-        rebind::strip(&mut message, &question.name, &upstream.rebind_allow);
-    }
-    let cache = &runtime.config.cache;
-    let fresh = Arc::new(Answer::from_upstream(
-        message,
-        cache.max_ttl,
-        cache.max_negative_ttl,
-    ));
-    answers.insert(key.clone(), Arc::clone(&fresh));
-    Some(fresh)
-}
-
-/// What [`Handler::resolve`] found.
-enum Resolved {
-    /// A fresh answer and its age in seconds.
-    Answer(Arc<Answer>, u32),
-    /// An expired answer, served because every upstream failed (RFC 8767).
-    Stale(Arc<Answer>),
-}
-
-impl Resolved {
-    fn answer(&self) -> &Answer {
-        match self {
-            Resolved::Answer(a, _) | Resolved::Stale(a) => a,
-        }
-    }
-
-    /// The sections with their TTLs as they go to the client, capped at `cap`.
-    fn sections(&self, cap: Option<u32>) -> [Vec<Record>; 3] {
-        match self {
-            Resolved::Answer(a, age) => a.aged(*age, cap),
-            Resolved::Stale(a) => a.stale_capped(cap),
-        }
-    }
-}
-
-/// How long a safe-search CNAME may be cached.
-const REWRITE_TTL: u32 = 300;
-/// EDNS option code of Extended DNS Errors (RFC 8914).
-const EDE_OPTION: u16 = 15;
-/// Extended DNS Error info code "Blocked".
-const EDE_BLOCKED: u16 = 15;
-/// Extended DNS Error info code "Stale Answer".
-const EDE_STALE: u16 = 3;
-
-/// `edns` with an Extended DNS Error (RFC 8914): `code` and its extra text.
-fn with_ede(edns: &Edns, code: u16, text: &str) -> Edns {
-    let mut e = edns.clone();
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(text.as_bytes());
-    e.options_mut()
-        .insert(EdnsOption::Unknown(EDE_OPTION, payload));
-    e
-}
-
-/// The block reason if a CNAME in `answer` points at a name this profile blocks.
-fn cloaked(runtime: &Runtime, profile: usize, answer: &Answer) -> Option<BlockReason> {
-    let live = runtime.live.load();
-    let now = live.profiles.get(profile).unwrap_or(&IDLE);
-    answer.answers.iter().find_map(|r| match &r.data {
-        RData::CNAME(target) => {
-            match runtime
-                .policy
-                .decide(profile, || target.0.iter(), &runtime.lists.store, now)
-            {
-                Decision::Block(reason @ (BlockReason::Category(_) | BlockReason::Denied)) => {
-                    Some(reason)
-                }
-                _ => None,
-            }
-        }
-        _ => None,
-    })
+/// One question as the policy saw it: what was asked, by which profile (and client rule),
+/// and how long an answer may live before the profile's rules next change.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    name: &'a Name,
+    qtype: RecordType,
+    profile: usize,
+    client_rule: Option<usize>,
+    ttl_cap: Option<u32>,
 }
 
 impl Handler {
@@ -551,154 +398,17 @@ impl RequestHandler for Handler {
     }
 }
 
-/// The OPT record we answer with: version 0, our payload limit (never more than the client's),
-/// the client's DO bit, no options echoed.
-fn response_edns(request: &Edns) -> Edns {
-    let mut edns = Edns::new();
-    edns.set_max_payload(request.max_payload().clamp(512, MAX_UDP_PAYLOAD));
-    edns.set_dnssec_ok(request.flags().dnssec_ok);
-    edns
-}
-
-/// Length of the DNS header, which every message starts with.
-const HEADER_LEN: usize = 12;
-
-/// Whether a name in the question section (`section`, the bytes of `count` questions as the
-/// client sent them, which start right after the header) reads any byte from the header
-/// through a compression pointer, directly or through a chain of pointers. hickory accepts
-/// such names (pointers need only point backwards), but they are never legitimate: a query's
-/// first name has nothing before it to point at except the header.
-fn question_points_into_header(section: &[u8], count: usize) -> bool {
-    let mut next = 0; // where the next question starts
-    for _ in 0..count {
-        let mut at = next;
-        let mut end = None; // where this name ends in place, after its first pointer
-        let mut hops = 0;
-        loop {
-            // hickory has parsed this section already, so running off its end cannot happen;
-            // if it did, the question could not be repeated either.
-            let Some(&len) = section.get(at) else {
-                return true;
-            };
-            if len == 0 {
-                at += 1;
-                break;
-            }
-            if len & 0xC0 == 0xC0 {
-                let Some(&low) = section.get(at + 1) else {
-                    return true;
-                };
-                end.get_or_insert(at + 2);
-                let target = usize::from(u16::from_be_bytes([len & 0x3F, low]));
-                hops += 1;
-                if target < HEADER_LEN || hops > section.len() {
-                    return true;
-                }
-                at = target - HEADER_LEN;
-                continue;
-            }
-            at += 1 + usize::from(len);
-        }
-        next = end.unwrap_or(at) + 4; // QTYPE and QCLASS
-    }
-    false
-}
-
-fn info_for(request: &Metadata, rcode: ResponseCode) -> ResponseInfo {
-    let mut metadata = Metadata::response_from_request(request);
-    metadata.response_code = rcode;
-    ResponseInfo::from(Header {
-        metadata,
-        counts: HeaderCounts::default(),
-    })
-}
-
-/// Writes responses to one request. hickory-server echoes the question bytes exactly as the
-/// client sent them (0x20 case included) and truncates to the OPT payload size, setting TC.
-/// Answers to anything but one well-formed question repeat no question at all.
-struct Reply<'a> {
-    request: &'a Request,
-    /// The question section to repeat: the request's, or none.
-    queries: &'a Queries,
-    edns: Option<&'a Edns>,
-}
-
-impl Reply<'_> {
-    async fn error<R: ResponseHandler>(&self, out: &mut R, rcode: ResponseCode) -> ResponseInfo {
-        self.records(out, rcode, false, &[], &[], &[]).await
-    }
-
-    async fn cached<R: ResponseHandler>(
-        &self,
-        out: &mut R,
-        answer: &Answer,
-        age: u32,
-        wants_ad: bool,
-        ttl_cap: Option<u32>,
-    ) -> ResponseInfo {
-        let ad = wants_ad && answer.authentic_data;
-        if age == 0 && ttl_cap.is_none_or(|cap| answer.max_ttl() <= cap) {
-            return self
-                .records(
-                    out,
-                    answer.rcode,
-                    ad,
-                    &answer.answers,
-                    &answer.authorities,
-                    &answer.additionals,
-                )
-                .await;
-        }
-        let [answers, authorities, additionals] = answer.aged(age, ttl_cap);
-        self.records(out, answer.rcode, ad, &answers, &authorities, &additionals)
-            .await
-    }
-
-    async fn records<R: ResponseHandler>(
-        &self,
-        out: &mut R,
-        rcode: ResponseCode,
-        authentic_data: bool,
-        answers: &[Record],
-        authorities: &[Record],
-        additionals: &[Record],
-    ) -> ResponseInfo {
-        let mut metadata = Metadata::response_from_request(&self.request.metadata);
-        metadata.recursion_available = true;
-        metadata.authentic_data = authentic_data;
-        metadata.response_code = rcode;
-        let mut builder = MessageResponseBuilder::new(self.queries, None);
-        if let Some(edns) = self.edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(
-            metadata,
-            answers.iter(),
-            authorities.iter(),
-            std::iter::empty(),
-            additionals.iter(),
-        );
-        match out.send_response(response).await {
-            Ok(info) => info,
-            Err(_) => info_for(&self.request.metadata, ResponseCode::ServFail),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
     use std::path::Path;
-    use std::sync::Mutex;
 
     use hickory_proto::op::Message;
-    use hickory_proto::serialize::binary::BinEncoder;
-    use hickory_server::net::NetError;
-    use hickory_server::zone_handler::MessageResponse;
 
     use super::*;
     use crate::config::Config;
-    use crate::runtime::{Runtime, share};
+    use crate::dns::request::Capture;
+    use crate::runtime::share;
 
     /// A handler with no lists whose upstream refuses at once (nothing listens on port 9).
     fn handler() -> Handler {
@@ -706,57 +416,18 @@ mod tests {
             "[upstream]\nservers = [\"127.0.0.1:9\"]\n[defaults]\nprofile = \"p\"\n[profiles.p]\n";
         let config = Config::from_source(Path::new("/test/kidsafe.toml"), source).expect("config");
         Handler::new(share(
-            Runtime::build(config, Instant::now()).expect("runtime"),
+            crate::reload::build_runtime(config, Instant::now()).expect("runtime"),
         ))
-    }
-
-    /// Encodes answers as hickory-server does over UDP: at most the OPT payload size, 512
-    /// bytes without EDNS. There an answer that does not fit becomes a bare SERVFAIL header.
-    #[derive(Clone, Default)]
-    struct Udp(Arc<Mutex<Vec<Encoded>>>);
-
-    /// An answer's bytes, or why it could not be encoded.
-    type Encoded = Result<Vec<u8>, String>;
-
-    #[async_trait::async_trait]
-    impl ResponseHandler for Udp {
-        async fn send_response<'a>(
-            &mut self,
-            response: MessageResponse<
-                '_,
-                'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-            >,
-        ) -> Result<ResponseInfo, NetError> {
-            let mut bytes = Vec::new();
-            let mut encoder = BinEncoder::new(&mut bytes);
-            encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
-            let result = response.destructive_emit(&mut encoder);
-            let mut sent = self.0.lock().expect("lock");
-            match result {
-                Ok(info) => {
-                    sent.push(Ok(bytes));
-                    Ok(info)
-                }
-                Err(e) => {
-                    sent.push(Err(e.to_string()));
-                    Err(NetError::from(e.to_string()))
-                }
-            }
-        }
     }
 
     /// The one answer to `packet` over UDP, which must encode.
     async fn ask(handler: &Handler, packet: &[u8]) -> Message {
         let src: SocketAddr = "127.0.0.1:5300".parse().expect("addr");
         let request = Request::from_bytes(packet.to_vec(), src, Protocol::Udp).expect("parses");
-        let out = Udp::default();
+        let out = Capture::default();
         handler.answer(&request, out.clone()).await;
-        let sent = out.0.lock().expect("lock");
-        let [Ok(bytes)] = sent.as_slice() else {
+        let sent = out.take_sent();
+        let (1, Some(Ok(bytes))) = (sent.count, &sent.last) else {
             panic!("one encoded answer expected, got {sent:?}");
         };
         Message::from_vec(bytes).expect("the answer parses")

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::Handler;
-use super::udp::respond;
+use super::request::respond;
 
 /// Most queries of one connection being answered at once; the next waits to be read.
 pub const PIPELINE: usize = 32;

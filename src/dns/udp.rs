@@ -5,128 +5,24 @@
 //! queries (blocks, cache hits, refusals) need no waiting at all, so this loop polls each
 //! answer once in place and sends it straight away; only an answer that must wait for an
 //! upstream becomes a task. Answers are produced by the same [`Handler`] as over TCP (served by
-//! [`super::tcp`]), through a [`ResponseHandler`] that captures the encoded bytes.
+//! [`super::tcp`]), through `super::request`, which captures the encoded bytes.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Waker};
 
-use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
-use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-use hickory_server::net::NetError;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Handler;
+use super::request::respond;
 
 /// The largest query datagram read (queries are small; a longer one is truncated and fails
 /// to parse, which is the right answer to it).
 const MAX_QUERY: usize = 4096;
-
-/// A [`ResponseHandler`] that keeps the encoded answer instead of sending it.
-#[derive(Clone, Default)]
-pub struct Capture {
-    slot: Arc<Mutex<Option<Vec<u8>>>>,
-    /// For TCP: answers up to 65535 bytes, never truncated.
-    stream: bool,
-}
-
-impl Capture {
-    /// A capture for a stream transport (TCP): no UDP size limit.
-    pub fn for_stream() -> Self {
-        Self {
-            slot: Arc::default(),
-            stream: true,
-        }
-    }
-
-    /// The encoded answer, if one was produced.
-    pub fn take(&self) -> Option<Vec<u8>> {
-        self.slot.lock().ok().and_then(|mut slot| slot.take())
-    }
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        // RFC 6891: without EDNS a UDP answer is at most 512 bytes; with it, what the OPT says
-        // (the handler never advertises more than 1232). Records that do not fit set TC.
-        // Over TCP the only limit is the 16-bit length prefix.
-        let max = if self.stream {
-            u16::MAX
-        } else {
-            response.edns().map_or(512, |e| e.max_payload().max(512))
-        };
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max);
-        let info = response.destructive_emit(&mut encoder)?;
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = Some(bytes);
-        }
-        Ok(info)
-    }
-}
-
-/// The answer to one raw message (a datagram, or a TCP message without its length), or
-/// `None` when it gets no answer (a response, dropped by admission control). A message whose
-/// header parses but whose body does not gets FORMERR.
-pub async fn respond(
-    handler: &Handler,
-    raw: Vec<u8>,
-    src: SocketAddr,
-    protocol: Protocol,
-) -> Option<Vec<u8>> {
-    let mut head = [0u8; 12];
-    head.copy_from_slice(raw.get(..12)?);
-    match Request::from_bytes(raw, src, protocol) {
-        Ok(request) => {
-            if request.metadata.message_type == MessageType::Response {
-                return None; // never answer responses: that is how reflection loops start
-            }
-            let capture = match protocol {
-                Protocol::Udp => Capture::default(),
-                _ => Capture::for_stream(),
-            };
-            handler.admit_and_answer(&request, capture.clone()).await;
-            capture.take()
-        }
-        Err(_) => formerr(&head),
-    }
-}
-
-/// FORMERR for a datagram whose header parses but whose body does not.
-fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
-    let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
-    if header.metadata.message_type == MessageType::Response {
-        return None;
-    }
-    let mut metadata = Metadata::response_from_request(&header.metadata);
-    metadata.response_code = ResponseCode::FormErr;
-    let reply = Header {
-        metadata,
-        counts: HeaderCounts::default(),
-    };
-    let mut bytes = Vec::with_capacity(12);
-    reply.emit(&mut BinEncoder::new(&mut bytes)).ok()?;
-    Some(bytes)
-}
 
 /// Whether an answer may be sent to `src` (hickory-server's rule: never port 0, never an
 /// unspecified or broadcast address).

@@ -14,12 +14,11 @@
 //! A delta is `#nfeed-delta/1 category=<id> from=<a> to=<b>`, then `-name` lines, then
 //! `+name` lines (each group sorted and unique), then `#end removals=<r> additions=<a>`.
 
+pub use crate::blocklist::parse::{LIST_MAGIC, check_entry};
 use crate::blocklist::parse::{Normalised, Scanned, normalise, scan_line};
 
 use super::FeedError;
 
-/// The first word of a list file's header.
-pub const LIST_MAGIC: &str = "#nfeed/1";
 /// The first word of a delta file's header.
 pub const DELTA_MAGIC: &str = "#nfeed-delta/1";
 
@@ -76,56 +75,6 @@ fn line_text(line: &[u8]) -> Result<&str, String> {
     }
     // All bytes are ASCII, checked above.
     std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string())
-}
-
-/// Checks one entry against the strict name rules; the reason names what is wrong.
-pub fn check_entry(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty name".into());
-    }
-    for c in name.chars() {
-        let reason = match c {
-            'a'..='z' | '0'..='9' | '-' | '.' => continue,
-            'A'..='Z' => "upper-case letter (names are lower-case)".to_string(),
-            ' ' => "space (a hosts-file line?)".to_string(),
-            '*' => "wildcard (an entry already covers its subdomains)".to_string(),
-            '|' | '^' => "adblock syntax".to_string(),
-            '/' | ':' => "URL or IPv6 address".to_string(),
-            '#' => "comment".to_string(),
-            '_' => "underscore (names are LDH: a-z, 0-9, '-')".to_string(),
-            c if !c.is_ascii() => "non-ASCII character (use A-labels, xn--…)".to_string(),
-            c => format!("character {c:?} is not allowed in a name"),
-        };
-        return Err(reason);
-    }
-    if name.ends_with('.') && name.len() > 1 {
-        return Err("trailing dot".into());
-    }
-    if name.len() > 253 {
-        return Err(format!("name is {} bytes, more than 253", name.len()));
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("empty label".into());
-        }
-        if label.len() > 63 {
-            return Err(format!("label of {} bytes, more than 63", label.len()));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err("label starts or ends with '-'".into());
-        }
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Err("IP address".into());
-    }
-    if name
-        .rsplit('.')
-        .next()
-        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err("all-numeric top-level label (an IP address?)".into());
-    }
-    Ok(())
 }
 
 /// Reads `key=<decimal>` written canonically (no sign, no leading zero).

@@ -32,8 +32,8 @@ fn client_for(config: &Config) -> Result<(Fetcher, tokio::runtime::Runtime), u8>
         eprintln!("{message}");
         return Err(exit::CONFIG);
     }
-    let tls = crate::runtime::Runtime::upstream_tls(config).map_err(|e| {
-        eprintln!("{e}");
+    let tls = crate::dns::upstream::tls_for(config).map_err(|e| {
+        eprintln!("{}: {}: {}", e.at, e.key, e.message);
         exit::CONFIG
     })?;
     let upstream = config.upstream.clone();

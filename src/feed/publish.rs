@@ -46,6 +46,19 @@ pub const ALLOW_ID: &str = "allow";
 pub const GZIP_ABOVE: usize = 64 * 1024;
 
 /// Creates `dir/feed.key` (unencrypted minisign secret key, mode 0600) and `dir/feed.pub`;
+/// `kidsafe feed keygen`: [`keygen`], and what to tell the operator.
+pub fn keygen_report(dir: &Path) -> Result<String, FeedError> {
+    let public = keygen(dir)?;
+    Ok(format!(
+        "wrote {} (secret: keep it off the web server) and {}\npublic key {}: {}\nput it in the clients' config: [feed] public_key = \"{}\"\n",
+        dir.join(SECRET_KEY_FILE).display(),
+        dir.join(PUBLIC_KEY_FILE).display(),
+        public.key_id(),
+        public.to_base64(),
+        public.to_base64()
+    ))
+}
+
 /// refuses to overwrite either. Returns the public key.
 pub fn keygen(dir: &Path) -> Result<PublicKey, FeedError> {
     std::fs::create_dir_all(dir)

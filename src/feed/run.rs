@@ -21,8 +21,8 @@ use super::sign::PublicKey;
 use super::snapshot::{FeedState, feed_root};
 use super::update::{Outcome, UpdateError, Updater, clock_plausible};
 use crate::config::{Config, FeedSettings};
-use crate::reload::ReloadHandle;
 use crate::runtime::SharedRuntime;
+use crate::signal::ReloadHandle;
 
 /// The file recording attempts, for `kidsafe feed status`.
 pub const ATTEMPTS_FILE: &str = "status.json";

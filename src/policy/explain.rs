@@ -6,26 +6,41 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 
+use std::collections::HashMap;
+
 use super::live::{LiveState, Overrides};
-use super::{BlockReason, Decision};
-use crate::runtime::Runtime;
+use super::{BlockReason, Decision, Policy};
+use crate::blocklist::LoadedLists;
+use crate::config::{Config, Mac};
+
+/// What an explanation reads: the rules of one built runtime and the world around it (the
+/// overrides in force and the neighbour tables), all read by the caller.
+pub struct Subject<'a> {
+    /// The validated config.
+    pub config: &'a Config,
+    /// Its compiled policy.
+    pub policy: &'a Policy,
+    /// Its lists.
+    pub lists: &'a LoadedLists,
+    /// The overrides file's contents.
+    pub overrides: &'a Overrides,
+    /// The neighbour tables' contents.
+    pub neighbours: &'a HashMap<Mac, Vec<IpAddr>>,
+}
 
 /// The explanation, one line a step.
-pub fn explain(
-    runtime: &Runtime,
-    name: &str,
-    client: IpAddr,
-    at: Timestamp,
-    overrides: &Overrides,
-) -> Vec<String> {
-    let policy = &runtime.policy;
-    let config = &runtime.config;
-    let lists = &runtime.lists;
+pub fn explain(subject: &Subject<'_>, name: &str, client: IpAddr, at: Timestamp) -> Vec<String> {
+    let Subject {
+        config,
+        policy,
+        lists,
+        overrides,
+        neighbours,
+    } = *subject;
     let mut lines = Vec::new();
     let name = name.trim_end_matches('.').to_ascii_lowercase();
 
-    let neighbours = super::live::read_neighbours(&config.server.neighbour_tables);
-    let live = LiveState::compute(policy, overrides, &neighbours, at);
+    let live = LiveState::compute(policy, overrides, neighbours, at);
     let zoned = at.to_zoned_datetime(policy.timezone().clone());
     lines.push(format!(
         "query    {name} from {client} at {}",
@@ -122,4 +137,15 @@ pub fn explain(
     };
     lines.push(format!("answer   {answer}"));
     lines
+}
+
+/// Reads `--at`: a local date and time in the config's time zone, e.g. "2026-12-01T21:30".
+pub fn parse_at(text: &str, tz: jiff::tz::TimeZone) -> Result<Timestamp, String> {
+    text.parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| dt.to_zoned_datetime(tz).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| {
+            format!("--at {text:?} is not a local date and time; write e.g. \"2026-12-01T21:30\"")
+        })
 }

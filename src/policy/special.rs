@@ -19,6 +19,8 @@
 //!   (strict-safe-search.ecosia.org), YouTube ("Restrict YouTube content on your network":
 //!   restrict.youtube.com / restrictmoderate.youtube.com for the five YouTube host names).
 
+use crate::config::YouTube;
+
 /// What a guard answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuardAnswer {
@@ -151,17 +153,6 @@ const YOUTUBE_NAMES: &[&str] = &[
     "youtube.googleapis.com",
     "www.youtube-nocookie.com",
 ];
-
-/// YouTube restriction level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum YouTube {
-    /// No rewrite.
-    Off,
-    /// restrictmoderate.youtube.com.
-    Moderate,
-    /// restrict.youtube.com.
-    Strict,
-}
 
 /// [`rewrite_for`] on labels straight off the wire, without allocating for the names that
 /// cannot be rewritten (anything longer than four labels or than 40 bytes).

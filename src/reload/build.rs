@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::runtime::{BuildError, Runtime, SharedRuntime};
+use super::compile::{self, BuildError};
+use crate::runtime::SharedRuntime;
 
 /// What a successful reload changed.
 #[derive(Debug)]
@@ -35,7 +36,7 @@ pub enum ReloadError {
 pub async fn reload(shared: &SharedRuntime, path: &Path) -> Result<Reloaded, ReloadError> {
     let owned: PathBuf = path.to_path_buf();
     let started = Instant::now();
-    let built = on_builder_thread(move || Runtime::load(&owned))
+    let built = on_builder_thread(move || compile::load(&owned))
         .await
         .ok_or_else(|| ReloadError::Worker("the list builder thread is gone".into()))??;
     let old = shared.load();

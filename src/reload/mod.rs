@@ -11,44 +11,38 @@
 //! - [`status`]: the status file.
 
 pub mod build;
+pub mod compile;
 pub mod status;
+pub mod summary;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use build::{ReloadError, Reloaded, reload};
+pub use compile::{BuildError, build as build_runtime, load};
 
 use crate::runtime::SharedRuntime;
 use crate::sdnotify::Notifier;
+pub use crate::signal::ReloadHandle;
 use crate::stats::Collector;
-use crate::stats::metrics::ReloadMetrics;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// How long a burst of triggers must be quiet before the reload runs: an editor's
 /// write-rename-chmod, or a feed writing several lists, becomes one reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Asks the reloader for a reload; cheap, callable from any thread, coalescing.
-#[derive(Clone)]
-pub struct ReloadHandle {
-    wake: Arc<Notify>,
-    reason: Arc<Mutex<&'static str>>,
-}
-
-impl ReloadHandle {
-    /// Requests a reload, saying why (shown in the log and the status file).
-    pub fn request(&self, reason: &'static str) {
-        if let Ok(mut r) = self.reason.lock() {
-            *r = reason;
-        }
-        self.wake.notify_one();
-    }
+/// Reload facts the endpoint reports.
+#[derive(Debug, Default)]
+pub struct ReloadMetrics {
+    /// The generation being served.
+    pub generation: AtomicU64,
+    /// Whether the last reload attempt succeeded (true before any reload).
+    pub last_ok: AtomicBool,
 }
 
 /// Settings for [`Reloader::spawn`].
@@ -84,10 +78,7 @@ impl Reloader {
         options: ReloadOptions,
         shutdown: CancellationToken,
     ) -> ReloadHandle {
-        let handle = ReloadHandle {
-            wake: Arc::new(Notify::new()),
-            reason: Arc::new(Mutex::new("file change")),
-        };
+        let handle = ReloadHandle::new("file change");
         let active = status::Active::of(&shared.load());
         let reloader = Self {
             shared,
@@ -118,7 +109,7 @@ impl Reloader {
         if !self.options.watch_files {
             return None;
         }
-        match watch::Watches::start(&self.path, Arc::clone(&self.handle.wake)) {
+        match watch::Watches::start(&self.path, Arc::clone(self.handle.wake())) {
             Ok(mut w) => {
                 w.update(&self.path, Some(&self.shared.load().config));
                 Some(w)
@@ -134,23 +125,20 @@ impl Reloader {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.handle.wake.notified() => {}
+                _ = self.handle.wake().notified() => {}
             }
             // Debounce: wait until the triggers stop for a moment.
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(DEBOUNCE) => break,
-                    _ = self.handle.wake.notified() => continue,
+                    _ = self.handle.wake().notified() => continue,
                 }
             }
-            let trigger = self.handle.reason.lock().map_or("reload", |r| *r);
+            let trigger = self.handle.take_reason("file change");
             self.reload_once(trigger).await;
             if let Some(w) = watches.as_mut() {
                 w.update(&self.path, Some(&self.shared.load().config));
-            }
-            if let Ok(mut r) = self.handle.reason.lock() {
-                *r = "file change";
             }
         }
     }
@@ -192,7 +180,7 @@ impl Reloader {
                     build_ms = duration_ms,
                     "reloaded config and lists"
                 );
-                self.shared.load().log_warnings();
+                summary::log_warnings(&self.shared.load());
                 if !done.restart_required.is_empty() {
                     warn!(
                         restart_required = ?done.restart_required,
@@ -247,4 +235,14 @@ impl Reloader {
             warn!(dir = %dir.display(), "cannot write status.json: {e}");
         }
     }
+}
+
+/// Asks the daemon at `pid` to reload (SIGHUP): `kidsafe reload`, the unit's `ExecReload=`.
+pub fn request_reload(pid: u32) -> Result<(), String> {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| format!("{pid} is not a process id"))?;
+    rustix::process::kill_process(target, rustix::process::Signal::HUP)
+        .map_err(|e| format!("cannot signal process {pid}: {e}"))
 }

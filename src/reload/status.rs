@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::blocklist::FileReport;
 use crate::runtime::Runtime;
 
 /// The file name inside the state directory.
@@ -48,19 +49,7 @@ pub struct Active {
 }
 
 /// One list file as loaded.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ListFile {
-    /// Its path.
-    pub path: String,
-    /// The category it feeds.
-    pub category: String,
-    /// Names listed.
-    pub names: usize,
-    /// Lines skipped on purpose.
-    pub skipped: usize,
-    /// Lines that could not be read.
-    pub bad: usize,
-}
+pub type ListFile = crate::blocklist::FileCounts;
 
 /// How one reload went.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -94,17 +83,7 @@ impl Active {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
-            list_files: lists
-                .files
-                .iter()
-                .map(|f| ListFile {
-                    path: f.path.display().to_string(),
-                    category: f.category.clone(),
-                    names: f.names,
-                    skipped: f.skipped,
-                    bad: f.bad,
-                })
-                .collect(),
+            list_files: lists.files.iter().map(FileReport::counts).collect(),
         }
     }
 }

@@ -4,34 +4,50 @@ use std::sync::Arc;
 
 use super::{Collector, Drained, store};
 
+/// What the flusher reads before each flush (the current config's `[stats]` and state
+/// directory), so that a reload applies to the next one.
+#[derive(Debug, Clone)]
+pub struct FlushSettings {
+    /// `[stats] enabled`.
+    pub enabled: bool,
+    /// `[stats] flush`.
+    pub every: std::time::Duration,
+    /// `[stats] retention_days`.
+    pub retention_days: u32,
+    /// Where `stats.db` lives.
+    pub dir: std::path::PathBuf,
+}
+
 /// Writes drained counts to `state_dir/stats.db` every `[stats] flush`, prunes rows past
 /// `retention_days` once an hour, and writes everything left when `stop` is cancelled (after
 /// the server has finished its queries). A database that cannot be written is reported once per
 /// failure and retried at the next flush; counts wait in memory meanwhile.
 pub async fn run_flusher(
     collector: Arc<Collector>,
-    runtime: crate::runtime::SharedRuntime,
+    settings: impl Fn() -> FlushSettings + Send + 'static,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut db: Option<store::StatsDb> = None;
     let mut pending = Drained::default();
     let mut last_prune: Option<std::time::Instant> = None;
     loop {
-        let (settings, dir) = {
-            let rt = runtime.load();
-            (rt.config.stats.clone(), rt.config.server.state_dir.clone())
-        };
+        let FlushSettings {
+            enabled,
+            every,
+            retention_days,
+            dir,
+        } = settings();
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
-            _ = tokio::time::sleep(settings.flush) => false,
+            _ = tokio::time::sleep(every) => false,
         };
         pending.add(&collector.drain());
-        if settings.enabled && !pending.is_empty() {
+        if enabled && !pending.is_empty() {
             let prune =
                 last_prune.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(3600));
             let batch = std::mem::take(&mut pending);
             let work = tokio::task::spawn_blocking(move || {
-                flush_once(db, &dir, &batch, prune, settings.retention_days)
+                flush_once(db, &dir, &batch, prune, retention_days)
                     .map_err(|e| Box::new((e, batch)))
             });
             match work.await {

@@ -12,14 +12,14 @@
 //! - [`run_flusher`]: the task that writes drained counts every `[stats] flush`.
 //! - [`store`]: the SQLite database (`state_dir/stats.db`), its schema, flush and pruning.
 //! - [`report`]: `kidsafe stats`, the terminal report for parents.
-//! - [`metrics`]: the Prometheus `/metrics` endpoint.
+//!
+//! (The Prometheus `/metrics` endpoint that reads these counters is the `http` module's.)
 
 mod flush;
-pub mod metrics;
 pub mod report;
 pub mod store;
 
-pub use flush::run_flusher;
+pub use flush::{FlushSettings, run_flusher};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

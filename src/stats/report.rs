@@ -9,6 +9,25 @@ use super::store::{StatsDb, StatsError, hour_of};
 /// The longest bar, in characters.
 const BAR_WIDTH: u64 = 30;
 
+/// The report for the statistics database in `state_dir` (see [`render`]); says so when the
+/// daemon has not written one yet.
+pub fn for_state_dir(
+    state_dir: &std::path::Path,
+    now: SystemTime,
+    days: u32,
+    profile: Option<&str>,
+) -> Result<String, String> {
+    if !state_dir.join(super::store::DB_FILE).exists() {
+        return Err(format!(
+            "no statistics yet in {} (the daemon writes them every [stats] flush interval)",
+            state_dir.display()
+        ));
+    }
+    StatsDb::open(state_dir)
+        .and_then(|(db, _)| render(&db, now, days, profile))
+        .map_err(|e| e.to_string())
+}
+
 /// Renders the report for the last `days` days (today included), optionally one profile.
 pub fn render(
     db: &StatsDb,

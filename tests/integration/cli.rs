@@ -1,154 +1,15 @@
 //! The `kidsafe` binary as a user runs it: `check`, `run`, signals, and the privacy invariant
 //! checked on everything the process writes.
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::harness::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_kidsafe");
-
-/// A spawned `kidsafe run` whose stderr is collected line by line.
-pub struct Spawned {
-    pub child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    pub addr: SocketAddr,
-}
-
-impl Spawned {
-    pub fn start(config: &Path) -> Self {
-        Self::start_in(Path::new("."), config)
-    }
-
-    /// Starts `kidsafe run` with `cwd` as its working directory (so `config` may be relative).
-    pub fn start_in(cwd: &Path, config: &Path) -> Self {
-        Self::start_env(cwd, config, &[])
-    }
-
-    /// Starts `kidsafe run` with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
-    pub fn start_env(cwd: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .current_dir(cwd)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "trace")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kidsafe");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("lock").push(line);
-            }
-        });
-        let mut spawned = Self {
-            child,
-            lines,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let line = spawned.wait_for("listening", Duration::from_secs(20));
-        let addr = line
-            .split("addr=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        spawned.addr = addr;
-        spawned
-    }
-
-    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self
-                .lines
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
-            }
-            if Instant::now() > deadline {
-                panic!("{needle:?} not logged in {limit:?}; log:\n{}", self.log());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kidsafe exited with {status}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    pub fn stop(self) -> String {
-        self.signal("TERM");
-        self.wait_exit()
-    }
-
-    /// Waits (at most 10 s) for the process to exit with status 0 and returns its log.
-    pub fn wait_exit(mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "kidsafe exited with {status}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kidsafe did not stop on SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Let the reader thread drain the pipe.
-        std::thread::sleep(Duration::from_millis(100));
-        self.log()
-    }
-
-    pub fn log(&self) -> String {
-        self.lines.lock().expect("lock").join("\n")
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn write_config(
-    dir: &Path,
-    upstream: SocketAddr,
-    server_extra: &str,
-    extra: &str,
-) -> std::path::PathBuf {
-    write_lists(dir);
-    let path = dir.join("kidsafe.toml");
-    std::fs::write(&path, config_text(upstream, server_extra, extra)).expect("write");
-    path
-}
 
 #[test]
 fn check_names_file_line_column_and_key() {
@@ -386,18 +247,6 @@ async fn no_queried_name_or_client_address_is_ever_logged() {
     }
 }
 
-pub fn http_get(addr: SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
-    let mut out = String::new();
-    stream.read_to_string(&mut out).expect("read");
-    out
-}
-
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -478,6 +327,41 @@ async fn sighup_applies_a_valid_edit_and_keeps_serving_through_an_invalid_one() 
         vec![WWW_V4]
     );
     daemon.stop();
+}
+
+/// `kidsafe reload --pid`, the unit's ExecReload=: a valid config makes the daemon reload (it
+/// receives SIGHUP, without a `kill` binary); an invalid one is reported with its location,
+/// exit code 2, and the daemon is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reload_command_signals_the_daemon_only_for_a_valid_config() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start(&config);
+    let pid = daemon.child.id().to_string();
+
+    let (ok, out) = run(&["reload", "--pid", &pid], &config);
+    assert!(ok, "{out}");
+    daemon.wait_for("SIGHUP received: reloading", Duration::from_secs(10));
+    daemon.wait_for("reloaded config and lists", Duration::from_secs(10));
+
+    let text = std::fs::read_to_string(&config).expect("read");
+    let broken = text.replacen("block = [\"adult\"]", "block = [\"adlt\"]", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&config, broken).expect("write");
+    let out = Command::new(BIN)
+        .args(["reload", "--pid", &pid, "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("kidsafe.toml:"), "{stderr}");
+    assert!(stderr.contains("did you mean \"adult\""), "{stderr}");
+    // The file watch notices the edit and refuses it; no second SIGHUP ever arrives.
+    daemon.wait_for("reload failed", Duration::from_secs(10));
+    let log = daemon.stop();
+    assert_eq!(log.matches("SIGHUP received").count(), 1, "{log}");
 }
 
 /// A config given by a relative path is watched too (notify reports absolute paths), and an

@@ -208,7 +208,7 @@ block = ["adult", "gambling"]
     pub fn blocked(&self, name: &str) -> Option<String> {
         let (selected, _) = snapshot::select(&self.root());
         let selected = selected?;
-        let lists = kidsafe::blocklist::load_dirs(&[selected.dir]).expect("snapshot loads");
+        let lists = kidsafe::lists::load_dirs(&[selected.dir]).expect("snapshot loads");
         let bits = lists.store.lookup_str(name);
         (0..64u8)
             .find(|b| bits & (1 << b) != 0)
@@ -907,7 +907,7 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
     std::fs::write(&path, &text).expect("write");
     let path_for_thread = path.clone();
     let mut daemon =
-        tokio::task::spawn_blocking(move || crate::cli::Spawned::start(&path_for_thread))
+        tokio::task::spawn_blocking(move || crate::harness::Spawned::start(&path_for_thread))
             .await
             .expect("spawn");
     let addr = daemon.addr;
@@ -969,7 +969,7 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse().ok())
             .expect("metrics address");
-        let scrape = crate::cli::http_get(metrics, "/metrics");
+        let scrape = crate::harness::http_get(metrics, "/metrics");
         for want in [
             "kidsafe_feed_sequence 4",
             "kidsafe_feed_state{state=\"fresh\"} 1",
@@ -1033,7 +1033,7 @@ async fn a_list_source_is_fetched_leniently_and_a_bad_download_keeps_the_last_go
     let sources = kidsafe::feed::sources::update_source;
     assert!(sources(&state, &source, &fetcher).await.expect("fetched"));
     let blocks = |name: &str| {
-        let runtime = kidsafe::runtime::Runtime::load(&path).expect("runtime");
+        let runtime = kidsafe::reload::load(&path).expect("runtime");
         let bits = runtime.lists.store.lookup_str(name);
         bits != 0
     };
@@ -1234,9 +1234,10 @@ async fn list_sources_update_by_command_and_in_the_running_daemon() {
     )
     .expect("write");
     let path_for_thread = path.clone();
-    let daemon = tokio::task::spawn_blocking(move || crate::cli::Spawned::start(&path_for_thread))
-        .await
-        .expect("spawn");
+    let daemon =
+        tokio::task::spawn_blocking(move || crate::harness::Spawned::start(&path_for_thread))
+            .await
+            .expect("spawn");
     wait_blocked(daemon.addr, "first-source.example.test").await;
     wait_blocked(daemon.addr, "daemon-source.example.test").await;
     let log = tokio::task::spawn_blocking(move || daemon.stop())

@@ -1,10 +1,13 @@
 //! Real parts for the integration tests: an in-process hickory authority as the upstream, the
 //! daemon itself on an ephemeral loopback port, and a plain DNS client over real sockets.
 
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, TXT};
@@ -16,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use kidsafe::runtime::{self, Runtime};
+use kidsafe::runtime::{self};
 use kidsafe::server::{self, Listeners};
 
 /// How long a test client waits for any one answer.
@@ -257,6 +260,48 @@ profile = "child"
     )
 }
 
+/// The config the Debian package installs (`packaging/kidsafe.toml`), made runnable here and
+/// nothing else changed: loopback on an ephemeral port, state in the test's directory, the
+/// lists shipped in `blocklists/`, `upstream` as the only resolver, no metrics port. `extra`
+/// is appended (profiles, clients). Panics when one of those lines is no longer in the file,
+/// so the packaged config cannot drift away from what this reads.
+pub fn packaged_config(upstream: SocketAddr, extra: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text =
+        std::fs::read_to_string(root.join("packaging/kidsafe.toml")).expect("packaged config");
+    let blocklists = root.join("blocklists").display().to_string();
+    for (line, runnable) in [
+        (
+            r#"listen = ["127.0.0.1:53", "[::1]:53"]"#.to_string(),
+            r#"listen = ["127.0.0.1:0"]"#.to_string(),
+        ),
+        (
+            r#"state_dir = "/var/lib/kidsafe""#.to_string(),
+            r#"state_dir = "state""#.to_string(),
+        ),
+        (
+            r#"dirs = ["/usr/share/kidsafe/blocklists"]"#.to_string(),
+            format!("dirs = ['{blocklists}']"),
+        ),
+        (
+            r#"servers = ["9.9.9.9:53", "149.112.112.112:53"]"#.to_string(),
+            format!(r#"servers = ["{upstream}"]"#),
+        ),
+        (
+            r#"listen = "127.0.0.1:9153""#.to_string(),
+            "# no metrics port in tests".to_string(),
+        ),
+    ] {
+        assert!(
+            text.contains(&line),
+            "packaging/kidsafe.toml no longer holds {line}"
+        );
+        text = text.replacen(&line, &runnable, 1);
+    }
+    text.push_str(extra);
+    text
+}
+
 impl Daemon {
     /// Starts the daemon with the default test config.
     pub async fn start(upstream: SocketAddr) -> Self {
@@ -285,7 +330,7 @@ impl Daemon {
         let path = dir.path().join("kidsafe.toml");
         std::fs::write(&path, config).expect("write config");
         let load_path = path.clone();
-        let rt = tokio::task::spawn_blocking(move || Runtime::load(&load_path))
+        let rt = tokio::task::spawn_blocking(move || kidsafe::reload::load(&load_path))
             .await
             .expect("join")
             .expect("config and lists load");
@@ -383,6 +428,25 @@ pub async fn try_udp(server: SocketAddr, message: &Message, wait: Duration) -> O
 pub fn is_kidsafe_block(m: &Message) -> bool {
     m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain
         && soa_of(m).is_some_and(|(soa, _)| soa.mname.to_ascii() == "kidsafe.invalid.")
+}
+
+/// The category a kidsafe block names in its Extended DNS Error ("Blocked", `category=NAME`).
+pub fn blocked_category(m: &Message) -> Option<String> {
+    let option = m
+        .edns
+        .as_ref()?
+        .option(hickory_proto::rr::rdata::opt::EdnsCode::Unknown(15))?;
+    match option {
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(_, data)
+            if data.starts_with(&[0, 15]) =>
+        {
+            std::str::from_utf8(&data[2..])
+                .ok()?
+                .strip_prefix("category=")
+                .map(str::to_string)
+        }
+        _ => None,
+    }
 }
 
 /// Sends a message over UDP from `from` and parses the reply (panics on timeout).
@@ -578,4 +642,156 @@ fn fake_reply(query: &Message, ip: IpAddr, ttl: u32) -> Message {
         reply.set_edns(edns);
     }
     reply
+}
+
+// ---------------------------------------------------------------- the binary, spawned
+
+/// The `kidsafe` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_kidsafe");
+
+/// A spawned `kidsafe run` whose stderr is collected line by line.
+pub struct Spawned {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub addr: SocketAddr,
+}
+
+impl Spawned {
+    pub fn start(config: &Path) -> Self {
+        Self::start_in(Path::new("."), config)
+    }
+
+    /// Starts `kidsafe run` with `cwd` as its working directory (so `config` may be relative).
+    pub fn start_in(cwd: &Path, config: &Path) -> Self {
+        Self::start_env(cwd, config, &[])
+    }
+
+    /// Starts `kidsafe run` with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_env(cwd: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .current_dir(cwd)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "trace")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kidsafe");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let mut spawned = Self {
+            child,
+            lines,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let line = spawned.wait_for("listening", Duration::from_secs(20));
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        spawned.addr = addr;
+        spawned
+    }
+
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("{needle:?} not logged in {limit:?}; log:\n{}", self.log());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("kidsafe exited with {status}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn stop(self) -> String {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// Waits (at most 10 s) for the process to exit with status 0 and returns its log.
+    pub fn wait_exit(mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "kidsafe exited with {status}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kidsafe did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the reader thread drain the pipe.
+        std::thread::sleep(Duration::from_millis(100));
+        self.log()
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().expect("lock").join("\n")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn write_config(
+    dir: &Path,
+    upstream: SocketAddr,
+    server_extra: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    write_lists(dir);
+    let path = dir.join("kidsafe.toml");
+    std::fs::write(&path, config_text(upstream, server_extra, extra)).expect("write");
+    path
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).expect("read");
+    out
 }

@@ -11,6 +11,7 @@ mod filtering;
 mod fuzz_corpus;
 mod harness;
 mod profiles;
+mod protection;
 mod reload;
 mod resilience;
 mod service;

@@ -183,7 +183,7 @@ profile = "night"
             .to_zoned_datetime(tirane.clone())
             .expect("zoned")
             .timestamp();
-        daemon.shared.load().refresh_live(t);
+        kidsafe::live::refresh_live(&daemon.shared.load(), t);
     };
     let ask_at = |qname: &'static str| {
         let addr = daemon.addr;

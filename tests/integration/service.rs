@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::cli::{Spawned, write_config};
 use crate::harness::*;
+use crate::harness::{Spawned, write_config};
 
 /// The datagrams systemd would have received, collected on a socket in a tempdir.
 struct NotifySocket {

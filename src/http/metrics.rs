@@ -5,7 +5,7 @@
 //! and results — never a name or an address.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector as PromCollector;
@@ -19,19 +19,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Collector, TOTALS};
 use crate::dns::cache::AnswerCache;
 use crate::dns::upstream::UpstreamMetrics;
+use crate::reload::ReloadMetrics;
 use crate::runtime::SharedRuntime;
-
-/// Reload facts the endpoint reports.
-#[derive(Debug, Default)]
-pub struct ReloadMetrics {
-    /// The generation being served.
-    pub generation: AtomicU64,
-    /// Whether the last reload attempt succeeded (true before any reload).
-    pub last_ok: AtomicBool,
-}
+use crate::stats::{Collector, TOTALS};
 
 /// Everything the endpoint reads.
 #[derive(Clone)]

@@ -20,7 +20,8 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::xfer::{DnsRequestSender, FirstAnswer};
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 
-use super::upstream::{Question, UpstreamError, matching_answer};
+use super::transport::matching_answer;
+use super::{Question, UpstreamError};
 use crate::config::UpstreamServer;
 
 /// One upstream's connection, and the TLS settings it was made with (a reload that changes

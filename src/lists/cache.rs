@@ -12,7 +12,7 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FileReport, LoadedLists, Store, StoreBuilder};
+use crate::blocklist::{FileCounts, FileReport, LoadedLists, Store, StoreBuilder, store};
 use crate::category::Categories;
 
 const FST_FILE: &str = "lists.fst";
@@ -33,17 +33,8 @@ pub struct Fingerprint {
 struct Meta {
     fingerprint: Fingerprint,
     categories: Vec<String>,
-    reports: Vec<CachedReport>,
+    reports: Vec<FileCounts>,
     fst_bytes: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct CachedReport {
-    path: String,
-    category: String,
-    names: usize,
-    skipped: usize,
-    bad: usize,
 }
 
 /// Fingerprints the list files and built-in names a load would read.
@@ -109,7 +100,7 @@ pub fn load(dir: &Path, want: &Fingerprint) -> Option<LoadedLists> {
 }
 
 /// Reads exactly `len` bytes of automaton into a buffer reserved like a build's (see
-/// [`super::store::ALWAYS_MAPPED`]), so freeing it at a later reload leaves the allocator's
+/// [`store::ALWAYS_MAPPED`]), so freeing it at a later reload leaves the allocator's
 /// thresholds alone and the memory goes back to the OS.
 fn read_store_bytes(path: &Path, len: u64) -> Option<Vec<u8>> {
     use std::io::Read;
@@ -118,7 +109,7 @@ fn read_store_bytes(path: &Path, len: u64) -> Option<Vec<u8>> {
         return None;
     }
     let len = usize::try_from(len).ok()?;
-    let mut bytes = Vec::with_capacity(super::store::scratch_capacity(len));
+    let mut bytes = Vec::with_capacity(store::scratch_capacity(len));
     file.take(len as u64 + 1).read_to_end(&mut bytes).ok()?;
     (bytes.len() == len).then_some(bytes)
 }
@@ -173,17 +164,7 @@ fn write_meta(dir: &Path, fingerprint: &Fingerprint, lists: &LoadedLists) -> std
     let meta = Meta {
         fingerprint: fingerprint.clone(),
         categories: lists.categories.names().map(str::to_string).collect(),
-        reports: lists
-            .files
-            .iter()
-            .map(|f| CachedReport {
-                path: f.path.display().to_string(),
-                category: f.category.clone(),
-                names: f.names,
-                skipped: f.skipped,
-                bad: f.bad,
-            })
-            .collect(),
+        reports: lists.files.iter().map(FileReport::counts).collect(),
         fst_bytes: bytes.len() as u64,
     };
     let meta = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
