@@ -10,7 +10,7 @@
 # with loopback only, and a stand-in upstream resolver (fake-upstream.py, 192.0.2.1 for every
 # name) for the names kidsafe forwards.
 #
-# The image, `debootstrap --variant=minbase` of Debian 12 plus systemd, dig and python3, is
+# The image, `debootstrap --variant=minbase` of Debian 12 plus systemd, dig, python3 and ip, is
 # made once in $KIDSAFE_NSPAWN_CACHE (default /var/cache/kidsafe-nspawn) and never changed:
 # the container runs on a throw-away overlay (--volatile=overlay). Delete the directory to
 # make it again.
@@ -18,14 +18,17 @@
 # Environment: KIDSAFE_NSPAWN_CACHE, KIDSAFE_NSPAWN_MIRROR (default http://deb.debian.org/debian),
 # KIDSAFE_CARGO_LOCK (see packaging/build-deb.sh), KIDSAFE_NSPAWN_KEEP=1 keeps the work
 # directory (logs, packages) after the run.
-set -euo pipefail
+set -Eeuo pipefail
+# A setup step that fails stops the test (exit non-zero); cleanup says which one.
+last_error=""
+trap 'last_error="line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
 
 cache="${KIDSAFE_NSPAWN_CACHE:-/var/cache/kidsafe-nspawn}"
 mirror="${KIDSAFE_NSPAWN_MIRROR:-http://deb.debian.org/debian}"
 suite=bookworm
-image_packages="systemd,systemd-sysv,dbus,bind9-dnsutils,python3-minimal"
+image_packages="systemd,systemd-sysv,dbus,bind9-dnsutils,python3-minimal,iproute2"
 image="$cache/$suite-minbase-$(printf '%s' "$image_packages" | md5sum | cut -c1-8)"
 # The last version that shipped /etc/kidsafe/kidsafe.toml as a conffile: the migration from it
 # is tested with a package built from that commit's packaging (and this build's binary).
@@ -56,6 +59,9 @@ leader=""
 
 cleanup() {
     local rc=$?
+    if [ "$rc" != 0 ] && [ "$rc" != 2 ] && [ "$failures" = 0 ] && [ -n "$last_error" ]; then
+        echo "FAIL: the test stopped at $last_error"
+    fi
     if [ -n "$leader" ] && kill -0 "$leader" 2>/dev/null; then
         timeout 20 nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1 || true
     fi
@@ -132,8 +138,8 @@ systemd-nspawn --quiet --keep-unit --register=no --directory="$image" --volatile
 nspawn_pid=$!
 for _ in $(seq 1 60); do
     # nspawn forks once; the container's PID 1 (systemd) is the grandchild.
-    for child in $(pgrep -P "$nspawn_pid" 2>/dev/null); do
-        for grandchild in $(pgrep -P "$child" 2>/dev/null); do
+    for child in $(pgrep -P "$nspawn_pid" 2>/dev/null || true); do
+        for grandchild in $(pgrep -P "$child" 2>/dev/null || true); do
             [ "$(cat "/proc/$grandchild/comm" 2>/dev/null)" = systemd ] && leader=$grandchild
         done
         [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ] && leader=$child
@@ -168,12 +174,14 @@ is_active() { [ "$(ct systemctl is-active kidsafe)" = active ]; }
 generation() { prop StatusText | sed -n 's/^generation \([0-9]*\):.*/\1/p'; }
 generation_above() { local g; g=$(generation); [ -n "$g" ] && [ "$g" -gt "$1" ]; }
 journal() { ct journalctl -u kidsafe --no-pager -o cat "$@"; }
-journal_has() { journal | grep -Eq "$1"; }
+# grep >/dev/null, not grep -q: with pipefail, grep -q quitting early can fail the pipeline
+# (SIGPIPE to the writer) even though it matched.
+journal_has() { journal | grep -E "$1" >/dev/null; }
 restarted_from() { local p; p=$(prop MainPID); is_active && [ "$p" != 0 ] && [ "$p" != "$1" ]; }
 conffiles() { ct dpkg-query -W -f='${Conffiles}' kidsafe; }
-no_dpkg_leftovers() { ! ct ls -A /etc/kidsafe | grep -q dpkg; }
+no_dpkg_leftovers() { ! ct ls -A /etc/kidsafe | grep dpkg >/dev/null; }
 log_clean() { ! grep -Eqi 'conffile|configuration file|dpkg-dist|dpkg-old|dpkg-bak|dpkg-new' "$1"; }
-nothing_left() { ! ct ls -d /etc/kidsafe /var/lib/kidsafe /var/lib/private/kidsafe 2>/dev/null | grep -q .; }
+nothing_left() { ! ct ls -d /etc/kidsafe /var/lib/kidsafe /var/lib/private/kidsafe 2>/dev/null | grep . >/dev/null; }
 wait_for() { # wait_for SECONDS command...: until the command succeeds
     local deadline=$(($(date +%s) + $1))
     shift
@@ -233,7 +241,7 @@ note "reload"
 gen=$(generation)
 if ct 30 systemctl reload kidsafe; then pass "systemctl reload exits 0"; else fail "systemctl reload"; journal -n 20; fi
 check "systemctl reload made a new generation (was $gen)" wait_for 10 generation_above "$gen"
-check "journal: SIGHUP received: reloading" journal_has 'SIGHUP received'
+check "journal: SIGHUP received: reloading" wait_for 10 journal_has 'SIGHUP received'
 check "before the edit: config-edit.test is forwarded" is_answer 192.0.2.1 @127.0.0.1 config-edit.test A
 ct sed -i 's|^\[profiles.teen\]$|[profiles.teen]\ndeny = ["config-edit.test"]|' $conf
 ct sh -c 'echo added-malware.test >>/etc/kidsafe/lists/malware.txt'
@@ -244,7 +252,7 @@ ct cp $conf /root/kidsafe.toml.good
 ct sh -c "echo 'not_a_key = 1' >>$conf"
 if ct 30 systemctl reload kidsafe >"$work/bad-reload.log" 2>&1; then fail "systemctl reload accepted an invalid config"; else
     pass "systemctl reload refuses an invalid config (non-zero exit)"; fi
-check "journal: file:line:column and key of the bad edit" journal_has 'kidsafe.toml:[0-9]+:[0-9]+: .*not_a_key'
+check "journal: file:line:column and key of the bad edit" wait_for 10 journal_has 'kidsafe.toml:[0-9]+:[0-9]+: .*not_a_key'
 check "still active, old rules in force after the bad edit" \
     sh -c "[ \"\$(timeout 10 nsenter -t $leader -a systemctl is-active kidsafe)\" = active ]"
 check "still answering: config-edit.test NXDOMAIN" is_rcode NXDOMAIN @127.0.0.1 config-edit.test
@@ -278,11 +286,39 @@ for dir in /etc/kidsafe /etc /usr/share/kidsafe /usr/bin /var/lib /var /root /ho
 done
 as_daemon sh -c 'echo x >/tmp/.kidsafe-probe' || true
 check "its /tmp is private (a file it writes there is not in the host's /tmp)" ct test ! -e /tmp/.kidsafe-probe
-# MAC matching reads a neighbour table (default /proc/net/arp); ProcSubset=pid hides /proc/net.
-if as_daemon cat /proc/net/arp >/dev/null 2>&1; then pass "the daemon can read /proc/net/arp (MAC matching)"; else
-    alt=$(as_daemon cat /proc/self/net/arp >/dev/null 2>&1 && echo readable || echo unreadable)
-    fail "the daemon cannot read /proc/net/arp under ProcSubset=pid: MAC matching sees no neighbours (/proc/self/net/arp is $alt)"
-fi
+# MAC matching reads a neighbour table (default /proc/net/arp), which ProcSubset=pid hides.
+alt=$(as_daemon cat /proc/self/net/arp >/dev/null 2>&1 && echo readable || echo unreadable)
+reads_arp() { as_daemon cat /proc/net/arp >/dev/null; }
+check "the daemon can read /proc/net/arp, the default neighbour table (/proc/self/net/arp: $alt)" reads_arp
+
+# ---------------------------------------------------------------------------------------------
+note "MAC matching"
+# A neighbour 10.99.0.2 with MAC aa:bb:cc:dd:ee:01 (a static entry on a veth pair in the
+# container's network namespace), and the same address on lo so that dig can ask from it.
+# The same for IPv6 (fd99::2 at aa:bb:cc:dd:ee:02), which only `ip neigh` lists: that checks
+# the `ip` command runs inside the unit's sandbox (the package recommends iproute2).
+neighbours() {
+    ct ip link add ks0 type veth peer name ks1 && ct ip link set ks0 up && ct ip link set ks1 up &&
+        ct ip addr add 10.99.0.1/24 dev ks0 && ct ip addr add 10.99.0.2/32 dev lo &&
+        ct ip neigh replace 10.99.0.2 lladdr aa:bb:cc:dd:ee:01 dev ks0 nud permanent &&
+        ct ip -6 addr add fd99::1/64 dev ks0 nodad && ct ip -6 addr add fd99::2/128 dev lo nodad &&
+        ct ip -6 neigh replace fd99::2 lladdr aa:bb:cc:dd:ee:02 dev ks0 nud permanent
+}
+check "neighbours 10.99.0.2 at aa:bb:cc:dd:ee:01, fd99::2 at aa:bb:cc:dd:ee:02 (veth, static)" neighbours
+check "no rule yet: 10.99.0.2 gets [defaults] profile, example-bad.com forwarded" \
+    is_answer 192.0.2.1 @127.0.0.1 -b 10.99.0.2 example-bad.com A
+check "no rule yet: fd99::2 gets [defaults] profile, example-bad.com forwarded" \
+    is_answer 192.0.2.1 @::1 -b fd99::2 example-bad.com A
+ct sh -c "printf '\n[[clients]]\nname = \"nspawn test tablet\"\nmatch = [\"aa:bb:cc:dd:ee:01\", \"aa:bb:cc:dd:ee:02\"]\nprofile = \"child\"\n' >>$conf"
+ct 30 systemctl reload kidsafe || fail "systemctl reload with a MAC rule"
+check "rule by MAC: 10.99.0.2 gets profile child, example-bad.com NXDOMAIN (neighbours re-read every 10 s)" \
+    wait_for 30 is_rcode NXDOMAIN @127.0.0.1 -b 10.99.0.2 example-bad.com
+check "rule by MAC over IPv6 (ip neigh): fd99::2 gets profile child, example-bad.com NXDOMAIN" \
+    wait_for 30 is_rcode NXDOMAIN @::1 -b fd99::2 example-bad.com
+check "other addresses keep [defaults] profile: example-bad.com forwarded from 127.0.0.1" \
+    is_answer 192.0.2.1 @127.0.0.1 example-bad.com A
+ct cp /root/kidsafe.toml.good $conf
+ct 30 systemctl reload kidsafe || fail "systemctl reload without the MAC rule"
 
 # ---------------------------------------------------------------------------------------------
 note "watchdog"
@@ -294,7 +330,7 @@ if wait_for 120 restarted_from "$pid"; then
 else
     fail "no restart within 120 s of SIGSTOP"; journal -n 20
 fi
-check "journal: watchdog timeout" sh -c "timeout 10 nsenter -t $leader -a journalctl -u kidsafe --no-pager | grep -qi 'watchdog timeout'"
+check "journal: watchdog timeout" wait_for 10 journal_has '[Ww]atchdog timeout'
 check "answering again: 03log.me NXDOMAIN" is_rcode NXDOMAIN @127.0.0.1 03log.me
 
 # ---------------------------------------------------------------------------------------------
@@ -303,8 +339,8 @@ for i in $(seq 1 20); do rcode @127.0.0.1 "q$i.03log.me" >/dev/null || true; don
 if ct 60 systemctl stop kidsafe; then pass "systemctl stop"; else fail "systemctl stop"; fi
 stopped="$(prop ActiveState)/$(prop Result)/$(prop ExecMainStatus)"
 check "stopped cleanly (ActiveState/Result/exit status: $stopped)" test "$stopped" = "inactive/success/0"
-check "journal: SIGTERM received, then stopped" sh -c "timeout 10 nsenter -t $leader -a journalctl -u kidsafe --no-pager -o cat -n 30 | grep -q 'SIGTERM received' &&
-    timeout 10 nsenter -t $leader -a journalctl -u kidsafe --no-pager -o cat -n 30 | grep -q 'stopped'"
+stop_logged() { journal_has 'SIGTERM received' && journal -n 30 | grep 'INFO stopped' >/dev/null; }
+check "journal: SIGTERM received, then stopped" wait_for 10 stop_logged
 check "stats.db present after the stop" ct test -s /var/lib/private/kidsafe/stats.db
 stats=$(ct kidsafe stats --config $conf 2>&1 || true)
 check "the queries since the restart were flushed at stop (flush = 1h): $(grep -m1 'profile teen' <<<"$stats" | sed 's/^ *//')" \
