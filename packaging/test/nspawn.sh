@@ -89,6 +89,8 @@ timeout 3600 packaging/build-deb.sh >"$work/build.log" 2>&1 || { tail -n 40 "$wo
 deb=$(grep '^== built ' "$work/build.log" | sed 's/^== built \([^ ]*\) .*/\1/')
 version=$(dpkg-deb -f "$deb" Version)
 cp "$deb" "$work/pkgs/kidsafe-current.deb"
+mkdir -p "$work/keep"
+cp "$(dirname "$deb")"/kidsafe*_"$version"_*.*deb "$work/keep/"
 # The same build with a higher version, for the upgrade: what the next release looks like.
 timeout 600 packaging/build-deb.sh --deb-version "$version+nspawn1" --output "$work/next/" >>"$work/build.log" 2>&1 ||
     { tail -n 40 "$work/build.log"; skip "second build (--deb-version) failed"; }
@@ -104,6 +106,9 @@ if git cat-file -e "$legacy_commit^{commit}" 2>/dev/null; then
 else
     skip "commit $legacy_commit (the last conffile release) is not in this clone: fetch the full history"
 fi
+# cargo deb deletes every other kidsafe_*.deb in target/debian, even when told --output
+# elsewhere: put this build's packages back where build-deb.sh left them.
+cp "$work"/keep/* "$(dirname "$deb")/"
 cp packaging/test/fake-upstream.py "$work/pkgs/"
 echo "$deb ($version), next $version+nspawn1, legacy 0.1.0-1"
 
