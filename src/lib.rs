@@ -25,6 +25,7 @@
 //! - [`http`]: the Prometheus endpoint.
 //! - [`server`]: binding sockets and serving.
 //! - [`daemon`]: the process: start, signals, stop.
+//! - [`setup`]: `kidsafe setup`, from a fresh install to a filtering LAN.
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -45,6 +46,7 @@ pub mod reload;
 pub mod runtime;
 pub mod sdnotify;
 pub mod server;
+pub mod setup;
 pub mod signal;
 pub mod state_file;
 pub mod stats;

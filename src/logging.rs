@@ -1,16 +1,18 @@
 //! Logging setup: human-readable on a terminal, plain lines for journald under systemd.
 //!
 //! Privacy is enforced here as well as at each call site: hickory's own targets log client
-//! addresses and query names at INFO and DEBUG, so they are capped at ERROR whatever the config
-//! or `RUST_LOG` asks for.
+//! addresses and query names at INFO and DEBUG, and the file watcher (notify) logs every event
+//! in the watched directories with its file name at TRACE, so they are capped at ERROR
+//! whatever the config or `RUST_LOG` asks for.
 
 use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
-/// Targets that may never log below ERROR, because their lines carry names or addresses.
-const CAPPED_TARGETS: &[&str] = &["hickory_server", "hickory_proto", "hickory_net"];
+/// Targets that may never log below ERROR, because their lines carry names, addresses or the
+/// names of files beside the config.
+const CAPPED_TARGETS: &[&str] = &["hickory_server", "hickory_proto", "hickory_net", "notify"];
 
 /// Installs the global subscriber. `level` comes from `[log] level`; `RUST_LOG`, when set,
 /// overrides it (but never lifts the cap on hickory's targets).

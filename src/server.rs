@@ -20,6 +20,23 @@ use std::sync::Arc;
 use crate::dns::tcp::TcpStats;
 use crate::dns::{Handler, tcp, udp};
 
+/// The `listen` addresses that are not addresses of this machine (so `run` would fail with
+/// "Cannot assign requested address"): each specific address is tried with a UDP socket on
+/// an ephemeral port, which sends nothing. Wildcards (`0.0.0.0`, `::`) always pass.
+pub fn foreign_listen_addresses(listen: &[SocketAddr]) -> Vec<SocketAddr> {
+    listen
+        .iter()
+        .filter(|addr| !addr.ip().is_unspecified())
+        .filter(|addr| {
+            matches!(
+                UdpSocket::bind(SocketAddr::new(addr.ip(), 0)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable
+            )
+        })
+        .copied()
+        .collect()
+}
+
 /// Kernel receive buffer asked for on UDP sockets, to ride out bursts (capped by `rmem_max`).
 const UDP_RECV_BUFFER: usize = 4 << 20;
 /// TCP accept backlog.

@@ -73,6 +73,10 @@ const LAYERS: &[(&str, &str)] = &[
     ("server", "binds sockets and runs dns's serving loops"),
     ("daemon", "process life: load, bind, signals, tasks"),
     (
+        "setup",
+        "kidsafe setup: edits the config, checks it with the daemon's build, next steps",
+    ),
+    (
         "cli",
         "the command line: parses and dispatches to the modules that own each command",
     ),

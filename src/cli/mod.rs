@@ -76,6 +76,17 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Also ask each upstream one question (all at once, each within [upstream] timeout)
+        /// and say which answer; exit code 1 when none does.
+        #[arg(long)]
+        probe: bool,
+    },
+    /// List the categories: what each holds, its other names in lists, the presets that block
+    /// it, and (with --config) how many names the config's lists load into each.
+    Categories {
+        /// A config file whose lists to count (default: the vocabulary alone).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Explain what kidsafe would answer for NAME asked by a client, and why (offline).
     Explain {
@@ -126,9 +137,37 @@ enum Command {
         /// How many days back, today included.
         #[arg(long, default_value_t = 7)]
         days: u32,
-        /// Only this profile.
+        /// Only this profile (one of the config's, or one that has statistics).
         #[arg(long)]
         profile: Option<String>,
+    },
+    /// First run: set the LAN addresses, the parents' devices and the profile of unknown
+    /// devices, check, write (comments kept), and print the next steps for this router.
+    Setup {
+        /// The config file to write (created from --template when missing).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The example config to start from when --config does not exist.
+        #[arg(long, default_value = crate::setup::TEMPLATE)]
+        template: PathBuf,
+        /// An address to answer on (repeatable; default: this machine's LAN addresses, port
+        /// 53, and 127.0.0.1:53).
+        #[arg(long)]
+        listen: Vec<std::net::SocketAddr>,
+        /// The parents' devices: MAC addresses, IP addresses or networks (comma-separated or
+        /// repeated).
+        #[arg(long, value_delimiter = ',')]
+        parents: Vec<String>,
+        /// The profile of the parents' devices (default: the first that does not block adult
+        /// content).
+        #[arg(long)]
+        parents_profile: Option<String>,
+        /// The profile of devices no rule names (default: the config's [defaults] profile).
+        #[arg(long)]
+        unknown_profile: Option<String>,
+        /// Ask nothing: take what is detected for anything no flag gives.
+        #[arg(long)]
+        yes: bool,
     },
     /// Check the config like `check`, then ask the daemon at PID to reload it (SIGHUP); the
     /// unit's `ExecReload=`, which needs no `kill` binary. Exit code 2 on an invalid config.
@@ -185,7 +224,8 @@ enum FeedCommand {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub.
+    /// Create a signing key pair: DIR/feed.key (secret, unencrypted, mode 0600) and DIR/feed.pub;
+    /// never replaces an existing key (to rotate, see docs/feed.md).
     Keygen(FeedKeygenArgs),
     /// Publish the lists of a directory as a signed feed, ready to copy to a web server.
     Publish(FeedPublishArgs),
@@ -229,6 +269,12 @@ enum FeedEncoding {
     Identity,
 }
 
+/// The command-line definition, for generated documentation (`examples/man.rs` writes the
+/// manual pages from it).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Parses the command line, runs the command, and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -254,12 +300,55 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ))),
             Err(e) => Err(CliError::failed(e)),
         },
-        Command::Check { config } => {
-            let runtime = crate::reload::load(&config).map_err(CliError::usage)?;
-            done(crate::reload::summary::check_report(&runtime, &config))
+        Command::Check { config, probe } => {
+            let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
+            listen_addresses_are_here(&config, &runtime.config)?;
+            out!(
+                "{}",
+                crate::reload::summary::check_report(&runtime, &config)
+            );
+            if probe {
+                probe_upstreams(&runtime.config)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Categories { config } => {
+            let runtime = match config {
+                Some(path) => Some(crate::reload::load_offline(&path).map_err(CliError::usage)?),
+                None => None,
+            };
+            let loaded = runtime.as_ref().map(|r| r.lists.names_per_category());
+            done(crate::config::presets::categories_report(loaded.as_ref()))
+        }
+        Command::Setup {
+            config,
+            template,
+            listen,
+            parents,
+            parents_profile,
+            unknown_profile,
+            yes,
+        } => {
+            use std::io::IsTerminal as _;
+            let opts = crate::setup::SetupOptions {
+                config,
+                template,
+                listen,
+                parents,
+                parents_profile,
+                unknown_profile,
+                yes,
+            };
+            let interactive = !yes && std::io::stdin().is_terminal();
+            let said = crate::setup::run(&opts, &mut std::io::stdin().lock(), interactive)
+                .map_err(|e| match e {
+                    crate::setup::SetupError::Usage(m) => CliError::usage(m),
+                    crate::setup::SetupError::Failed(m) => CliError::failed(m),
+                })?;
+            done(said)
         }
         Command::Reload { config, pid } => {
-            crate::reload::load(&config).map_err(CliError::usage)?;
+            crate::reload::load_offline(&config).map_err(CliError::usage)?;
             crate::reload::request_reload(pid).map_err(CliError::failed)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -275,7 +364,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             at,
             config,
         } => {
-            let runtime = crate::reload::load(&config).map_err(CliError::usage)?;
+            let runtime = crate::reload::load_offline(&config).map_err(CliError::usage)?;
             let tz = runtime.policy.timezone().clone();
             let at = match at {
                 None => jiff::Timestamp::now(),
@@ -312,14 +401,24 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             days,
             profile,
         } => {
+            use crate::stats::report::{ReportConfig, ReportError, for_state_dir};
             let config = load_config(&config)?;
-            let text = crate::stats::report::for_state_dir(
-                &config.server.state_dir,
+            let report = ReportConfig {
+                state_dir: &config.server.state_dir,
+                profiles: config.profiles.iter().map(|p| p.name.as_str()).collect(),
+                enabled: config.stats.enabled,
+                flush: config.stats.flush,
+            };
+            let text = for_state_dir(
+                &report,
                 std::time::SystemTime::now(),
                 days.max(1),
                 profile.as_deref(),
             )
-            .map_err(CliError::failed)?;
+            .map_err(|e| match e {
+                ReportError::UnknownProfile(m) => CliError::usage(m),
+                ReportError::Failed(m) => CliError::failed(m),
+            })?;
             done(text)
         }
         Command::Feed(FeedCommand::Update { config }) => {
@@ -341,6 +440,44 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         }
         Command::Feed(FeedCommand::Publish(args)) => feed_publish(&args),
     }
+}
+
+/// `check` fails when `run` could not bind: a `listen` address that is not this machine's.
+fn listen_addresses_are_here(path: &Path, config: &Config) -> Result<(), CliError> {
+    let foreign = crate::server::foreign_listen_addresses(&config.server.listen);
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+    Err(CliError::usage(format!(
+        "{}: server.listen: {} {} not an address of this machine, so kidsafe could not answer \
+         there; use one of its addresses (`ip -brief address` lists them) or \"0.0.0.0:53\"",
+        path.display(),
+        list.join(", "),
+        if list.len() == 1 { "is" } else { "are" }
+    )))
+}
+
+/// `kidsafe check --probe`: asks each upstream one question and prints which answer; an
+/// error (exit code 1) when none does.
+fn probe_upstreams(config: &Config) -> Result<(), CliError> {
+    use crate::dns::upstream::probe;
+    let tls = crate::dns::upstream::tls_for(config)
+        .map_err(|e| CliError::usage(format!("{}: {}: {}", e.at, e.key, e.message)))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let results = rt.block_on(probe::probe(&config.upstream, tls));
+    let (text, answering) = probe::render(&results, config.upstream.timeout);
+    out!("\n{text}");
+    if answering == 0 {
+        return Err(CliError::failed(
+            "no upstream answers from this machine, so every name kidsafe forwards would get \
+             SERVFAIL: check the network, or choose other [upstream] servers",
+        ));
+    }
+    Ok(())
 }
 
 /// Loads and checks the config, or says why not (exit code 2).

@@ -194,6 +194,152 @@ pub fn key_path_at(source: &str, offset: usize) -> String {
     table
 }
 
+/// Turns what the TOML parser says about a syntax error into where a parent should look and
+/// what to write there: `(byte offset, message)`.
+///
+/// The parser notices an unclosed list only where the next line starts (`missing comma between
+/// array elements`, blamed on whatever table that line is in), so a list still open there is
+/// pointed at where it opened.
+pub fn syntax_error(source: &str, offset: usize, message: &str) -> (usize, String) {
+    let message = message.trim();
+    // The parser's message, without what it expected (", expected `,`").
+    let base = message.split(", expected").next().unwrap_or(message);
+    let in_array = matches!(
+        base,
+        "missing comma between array elements" | "unclosed array" | "unexpected `=` in array"
+    );
+    let Some(open) = in_array.then(|| open_array_at(source, offset)).flatten() else {
+        return (offset, message.to_string());
+    };
+    let offset = offset.min(source.len());
+    let opened_before = source
+        .get(open..offset)
+        .is_some_and(|between| between.contains('\n'));
+    let line_start = source
+        .get(..offset)
+        .map_or(0, |b| b.rfind('\n').map_or(0, |i| i + 1));
+    // The line the parser stopped on, whole: `allow = [` or `[[clients]]` cannot be inside a
+    // list, so the list before it was never closed.
+    let line = source
+        .get(line_start..)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_default();
+    let starts_something_else = looks_like_key(line) || looks_like_header(line);
+    if base == "unclosed array" || (opened_before && starts_something_else) {
+        return (
+            open,
+            "this list is not closed: add \"]\" after its last item".to_string(),
+        );
+    }
+    if base == "missing comma between array elements" {
+        return (
+            offset,
+            "a comma is missing before this item (a list is written [\"a\", \"b\"])".to_string(),
+        );
+    }
+    (offset, message.to_string())
+}
+
+/// Rewords what serde says about a value of the wrong shape: an unknown key or value gets the
+/// closest valid one as a suggestion, and "a sequence" is called what a config writer knows it
+/// as.
+pub fn value_error(message: &str) -> String {
+    let message = message
+        .trim()
+        .replace("expected a sequence", "expected a list in [ … ]");
+    for what in ["unknown field `", "unknown variant `"] {
+        let Some(rest) = message.strip_prefix(what) else {
+            continue;
+        };
+        let Some((name, valid)) = rest.split_once('`') else {
+            continue;
+        };
+        // The valid names are the backquoted words after the unknown one.
+        let names = valid.split('`').skip(1).step_by(2);
+        if let Some(close) = super::suggest::closest(name, names) {
+            return format!("{what}{name}` (did you mean `{close}`?){valid}");
+        }
+    }
+    message
+}
+
+/// `name =` or `a.b =` at the start of `line`.
+fn looks_like_key(line: &str) -> bool {
+    let line = line.trim_start();
+    let key_len = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "_-.\"'".contains(c)))
+        .unwrap_or(line.len());
+    key_len > 0 && line[key_len..].trim_start().starts_with('=')
+}
+
+/// `[table]` or `[[table]]`: brackets round a bare dotted name.
+fn looks_like_header(line: &str) -> bool {
+    let line = line.split('#').next().unwrap_or_default().trim();
+    let inner = line
+        .strip_prefix("[[")
+        .and_then(|l| l.strip_suffix("]]"))
+        .or_else(|| line.strip_prefix('[').and_then(|l| l.strip_suffix(']')));
+    inner.is_some_and(|name| {
+        !name.trim().is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-. ".contains(c))
+    })
+}
+
+/// The byte offset of the `[` of the innermost value list still open at `offset`, skipping
+/// strings, comments and table headers.
+fn open_array_at(source: &str, offset: usize) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let end = offset.min(bytes.len());
+    let to_line_end = |i: usize| source[i..].find('\n').map_or(bytes.len(), |n| i + n);
+    let mut open: Vec<usize> = Vec::new();
+    let mut line_blank = true;
+    let mut i = 0;
+    while i < end {
+        let b = bytes[i];
+        match b {
+            b'\n' => line_blank = true,
+            b'#' => {
+                i = to_line_end(i);
+                continue;
+            }
+            b'"' | b'\'' => {
+                let triple: &[u8] = if b == b'"' { b"\"\"\"" } else { b"'''" };
+                let multi = bytes.get(i..i + 3) == Some(triple);
+                let close: &[u8] = if multi { triple } else { &triple[..1] };
+                let mut j = i + close.len();
+                while j < bytes.len() && bytes.get(j..j + close.len()) != Some(close) {
+                    if b == b'"' && bytes[j] == b'\\' {
+                        j += 1;
+                    } else if !multi && bytes[j] == b'\n' {
+                        break;
+                    }
+                    j += 1;
+                }
+                i = j + close.len();
+                line_blank = false;
+                continue;
+            }
+            // A table header: its brackets hold no value.
+            b'[' if open.is_empty() && line_blank => {
+                i = to_line_end(i);
+                continue;
+            }
+            b'[' => open.push(i),
+            b']' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        if !b.is_ascii_whitespace() {
+            line_blank = false;
+        }
+        i += 1;
+    }
+    open.last().copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

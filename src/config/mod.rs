@@ -15,11 +15,13 @@
 //! Relative paths resolve against the directory of the config file, never the working directory.
 
 mod check;
+pub mod edit;
 mod error;
 pub mod presets;
 pub mod raw;
 pub mod schedule;
 pub mod settings;
+pub mod suggest;
 mod values;
 
 pub use check::{parse_network, parse_upstream};

@@ -338,8 +338,10 @@ impl Config {
         let file: FileConfig = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let mut problems = Problems::default();
-            let key = key_path_at(source, span.start);
-            problems.at_span(source, span, key, e.message().trim().to_string());
+            let (at, message) = super::error::syntax_error(source, span.start, e.message());
+            let message = super::error::value_error(&message);
+            let key = key_path_at(source, at);
+            problems.at_span(source, at..at, key, message);
             invalid(problems.into_vec())
         })?;
         let (config, problems) = super::check::validate(path, source, file);

@@ -498,3 +498,110 @@ fn a_feed_problem_does_not_hide_a_list_source_problem() {
     };
     assert_eq!(keys, ["feed.url", "lists.sources[0].category"]);
 }
+
+/// Issue 20: an unclosed list was blamed on the line after it (`34:1: clients[0]: missing comma
+/// between array elements`), in the parser's words.
+#[test]
+fn an_unclosed_list_is_blamed_where_it_opened_in_plain_words() {
+    let source = format!(
+        "{MINIMAL}\n[profiles.child]\nblock = [\"gambling\"\n\n[[clients]]\nname = \"x\"\nmatch = [\"10.0.0.2\"]\nprofile = \"child\"\n"
+    );
+    let line = source
+        .lines()
+        .position(|l| l.starts_with("block = [\"gambling\""))
+        .expect("line")
+        + 1;
+    let err = load(&source).expect_err("unclosed");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "/etc/kidsafe/kidsafe.toml:{line}:9: profiles.child.block: this list is not closed: add \"]\" after its last item"
+        )
+    );
+    // The same when the next line is a key, and when the file ends inside the list.
+    let before_key = MINIMAL.replace("block = [\"adult\"]", "block = [\"adult\"\nallow = []");
+    let p = first_problem(&before_key);
+    assert_eq!(
+        (p.at.line, p.at.column, p.key.as_str()),
+        (9, 9, "profiles.teen.block")
+    );
+    assert_eq!(
+        p.message,
+        "this list is not closed: add \"]\" after its last item"
+    );
+    let before_key_after_comma =
+        MINIMAL.replace("block = [\"adult\"]", "block = [\"adult\",\nallow = []");
+    let p = first_problem(&before_key_after_comma);
+    assert_eq!((p.at.line, p.at.column), (9, 9), "{p:?}");
+    assert_eq!(
+        p.message,
+        "this list is not closed: add \"]\" after its last item"
+    );
+    let at_end = MINIMAL.replace("block = [\"adult\"]", "block = [\"adult\",\n  \"dating\"");
+    let p = first_problem(&at_end);
+    assert_eq!((p.at.line, p.at.column), (9, 9), "{p:?}");
+
+    // A comma missing inside a list that is closed stays where it is missing.
+    let no_comma = MINIMAL.replace("block = [\"adult\"]", "block = [\"adult\" \"dating\"]");
+    let p = first_problem(&no_comma);
+    assert_eq!((p.at.line, p.at.column), (9, 18), "{p:?}");
+    assert_eq!(
+        p.message,
+        "a comma is missing before this item (a list is written [\"a\", \"b\"])"
+    );
+    // Brackets in strings and comments do not confuse the search for the opening.
+    let quoted = MINIMAL.replace(
+        "block = [\"adult\"]",
+        "# [not a list\ndeny = [\"x[.com\", # ] or this\n  \"y.com\"\nallow = []",
+    );
+    let p = first_problem(&quoted);
+    assert_eq!(
+        (p.at.line, p.at.column, p.key.as_str()),
+        (10, 8, "profiles.teen.deny")
+    );
+}
+
+/// Issue 20: unknown keys and presets suggest the closest valid one, and a wrong shape says
+/// what to write.
+#[test]
+fn mistyped_names_get_a_suggestion() {
+    let p = first_problem("[server]\nlisen = [\"127.0.0.1:53\"]\n");
+    assert!(
+        p.message.starts_with(
+            "unknown field `lisen` (did you mean `listen`?), expected one of `listen`, "
+        ),
+        "{}",
+        p.message
+    );
+    let p = first_problem("[server]\nlisten = 53\n");
+    assert_eq!(
+        p.message,
+        "invalid type: integer `53`, expected a list in [ … ]"
+    );
+    let p = first_problem(&MINIMAL.replace("block = [\"adult\"]", "preset = \"under9\""));
+    assert_eq!(p.key, "profiles.teen.preset");
+    assert_eq!(
+        p.message,
+        "unknown preset \"under9\" (did you mean \"under-9\"?); use one of under-9, 9-12, 13-15, 16-17, adult"
+    );
+    let p = first_problem(&MINIMAL.replace("block = [\"adult\"]", "preset = \"toddler\""));
+    assert_eq!(
+        p.message,
+        "unknown preset \"toddler\"; use one of under-9, 9-12, 13-15, 16-17, adult"
+    );
+}
+
+/// Issue 20: a bad `match` entry said "is not an IP address or network" though MACs are
+/// accepted too; and its key counts every entry, MACs included.
+#[test]
+fn a_bad_match_entry_names_every_accepted_form() {
+    let source = format!(
+        "{MINIMAL}\n[[clients]]\nname = \"x\"\nmatch = [\"aa:bb:cc:dd:ee:01\", \"tablet\"]\nprofile = \"teen\"\n"
+    );
+    let p = first_problem(&source);
+    assert_eq!(p.key, "clients[0].match[1]");
+    assert_eq!(
+        p.message,
+        "\"tablet\" is not an IP address, network or MAC address; write e.g. \"192.168.1.7\", \"192.168.1.0/24\" or \"aa:bb:cc:dd:ee:01\""
+    );
+}

@@ -99,6 +99,11 @@ impl Handler {
         &self.forwarder
     }
 
+    /// Whether `server.allow_clients` of the runtime in force admits `ip`.
+    pub fn client_allowed(&self, ip: std::net::IpAddr) -> bool {
+        self.runtime.load().policy.client_allowed(ip)
+    }
+
     /// `server.tcp_connections` and `server.tcp_idle_timeout` of the runtime in force.
     pub fn tcp_limits(&self) -> (usize, std::time::Duration) {
         let server = &self.runtime.load().config.server;

@@ -109,7 +109,9 @@ impl ResponseHandler for Capture {
 
 /// The answer to one raw message (a datagram, or a TCP message without its length), or
 /// `None` when it gets no answer (a response, dropped by admission control). A message whose
-/// header parses but whose body does not gets FORMERR.
+/// header parses but whose body does not gets FORMERR, and so does a query whose header
+/// alone says it is not one: records in the answer or authority section, or more than one
+/// additional record (the OPT) — those are refused before anything is parsed or kept.
 pub async fn respond(
     handler: &Handler,
     raw: Vec<u8>,
@@ -118,6 +120,9 @@ pub async fn respond(
 ) -> Option<Vec<u8>> {
     let mut head = [0u8; 12];
     head.copy_from_slice(raw.get(..12)?);
+    if not_a_plain_query(&head) {
+        return formerr(&head);
+    }
     match Request::from_bytes(raw, src, protocol) {
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
@@ -132,6 +137,14 @@ pub async fn respond(
         }
         Err(_) => formerr(&head),
     }
+}
+
+/// Whether a QUERY's header carries sections a query never has (ANCOUNT or NSCOUNT not 0,
+/// ARCOUNT above 1). Other opcodes (NOTIFY carries an answer) are judged by the handler.
+fn not_a_plain_query(head: &[u8; 12]) -> bool {
+    let opcode = (head[2] >> 3) & 0x0f;
+    let count = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
+    opcode == 0 && (count(6) != 0 || count(8) != 0 || count(10) > 1)
 }
 
 /// FORMERR for a datagram whose header parses but whose body does not.

@@ -10,7 +10,14 @@
 //! - a connection with no query for `server.tcp_idle_timeout`, and no answer still owed, is
 //!   closed;
 //! - queries may be pipelined: each is answered on its own as soon as it can be, in any order
-//!   (the ID tells them apart), at most [`PIPELINE`] at once per connection.
+//!   (the ID tells them apart), at most [`PIPELINE`] at once per connection;
+//! - a client that stops reading its answers cannot hold its slot: writing an answer, and
+//!   waiting for a pipeline slot while answers pile up unread, each get `tcp_idle_timeout`,
+//!   then the connection is closed (before, 8 such connections from one child's laptop held
+//!   every slot and ~3 MB of kernel buffers each, for as long as it liked);
+//! - a connection is closed after [`MAX_QUERIES_PER_CONNECTION`] queries, once their answers
+//!   are written;
+//! - a client outside `server.allow_clients` is closed at accept, never served.
 //!
 //! Both limits are read from the runtime in force, so a reload changes them for the next
 //! connection and the next wait.
@@ -33,6 +40,15 @@ use super::request::respond;
 
 /// Most queries of one connection being answered at once; the next waits to be read.
 pub const PIPELINE: usize = 32;
+
+/// The longest TCP query read (the same limit as a UDP query datagram): anything longer is
+/// not a query kidsafe answers, and the connection is closed before it is read.
+pub const MAX_QUERY: usize = 4096;
+/// Queries one connection may send; then its answers are written and it is closed (RFC 7766
+/// lets a server close; stub resolvers reconnect). Bounds what one connection can make the
+/// daemon do without a pause, far above what a real client sends on one connection.
+pub const MAX_QUERIES_PER_CONNECTION: usize = 10_000;
+
 /// Refused connections are logged at most this often.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -40,6 +56,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct TcpStats {
     open: AtomicUsize,
+    outside: AtomicU64,
     refused: AtomicU64,
     refused_unlogged: AtomicU64,
     last_log: std::sync::Mutex<Option<Instant>>,
@@ -49,6 +66,12 @@ impl TcpStats {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed at accept since start because the client is outside
+    /// `allow_clients`.
+    pub fn outside(&self) -> u64 {
+        self.outside.load(Ordering::Relaxed)
     }
 
     /// Connections refused since start because `tcp_connections` were open.
@@ -126,6 +149,12 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        if !handler.client_allowed(src.ip()) {
+            // Outside allow_clients: nothing to serve, so nothing to hold open.
+            drop(stream);
+            stats.outside.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let (limit, idle) = handler.tcp_limits();
         let Some(slot) = stats.admit(limit) else {
             // Closing at once frees the descriptor; the client sees the connection end.
@@ -159,6 +188,9 @@ async fn connection(
     let (mut reader, mut writer) = stream.into_split();
     let (answers, mut to_write) = mpsc::channel::<Vec<u8>>(PIPELINE);
     let pipeline = Arc::new(Semaphore::new(PIPELINE));
+    // Cancelled when the client stops taking its answers: the reader stops too.
+    let stuck = CancellationToken::new();
+    let stuck_reader = stuck.clone();
     let write = async move {
         while let Some(answer) = to_write.recv().await {
             let Ok(len) = u16::try_from(answer.len()) else {
@@ -167,16 +199,27 @@ async fn connection(
             let mut framed = Vec::with_capacity(answer.len() + 2);
             framed.extend_from_slice(&len.to_be_bytes());
             framed.extend_from_slice(&answer);
-            if writer.write_all(&framed).await.is_err() {
+            if !matches!(
+                tokio::time::timeout(idle, writer.write_all(&framed)).await,
+                Ok(Ok(()))
+            ) {
+                stuck.cancel();
                 return;
             }
         }
         let _ = writer.shutdown().await;
     };
     let read = async move {
-        loop {
-            let Ok(permit) = Arc::clone(&pipeline).acquire_owned().await else {
-                return;
+        for _ in 0..MAX_QUERIES_PER_CONNECTION {
+            // A slot frees when an answer is written: a client that does not read gets no
+            // more than `idle` to start again.
+            let permit = tokio::select! {
+                biased;
+                _ = stuck_reader.cancelled() => return,
+                p = tokio::time::timeout(idle, Arc::clone(&pipeline).acquire_owned()) => match p {
+                    Ok(Ok(permit)) => permit,
+                    _ => return,
+                },
             };
             let mut len = [0u8; 2];
             // Idle: no query arriving while no answer is owed. While answers are owed the
@@ -185,6 +228,7 @@ async fn connection(
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return,
+                    _ = stuck_reader.cancelled() => return,
                     r = tokio::time::timeout(idle, reader.read_u8()) => match r {
                         Ok(Ok(byte)) => break byte,
                         Ok(Err(_)) => return, // closed or reset
@@ -202,7 +246,13 @@ async fn connection(
             // The rest of a message must follow promptly, or the connection is dropped.
             let rest = async {
                 len[1] = reader.read_u8().await?;
-                let mut raw = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                let size = usize::from(u16::from_be_bytes(len));
+                if size > MAX_QUERY {
+                    // A query is one question and at most an OPT record: a few hundred bytes.
+                    // A longer one is not read into memory; RFC 7766 lets us close.
+                    return Err(std::io::Error::other("query too long"));
+                }
+                let mut raw = vec![0u8; size];
                 reader.read_exact(&mut raw).await?;
                 Ok::<_, std::io::Error>(raw)
             };

@@ -19,6 +19,18 @@ pub enum FeedError {
     /// A public or secret key that cannot be read.
     #[error("bad key: {0}")]
     BadKey(String),
+    /// `kidsafe feed keygen` found a key where it would write one.
+    #[error(
+        "{} already exists; keygen never replaces a key, because clients accept only the public \
+         keys in their config. To replace it on purpose, run `kidsafe feed keygen --out NEW_DIR` \
+         and rotate (docs/feed.md, \"Rotating the key\"): add the new feed.pub to the clients' \
+         [feed] public_key, wait until they have it, then publish with the new key",
+        path.display()
+    )]
+    KeyExists {
+        /// The existing key file.
+        path: std::path::PathBuf,
+    },
     /// An encrypted minisign secret key: kidsafe does not ask for passwords.
     #[error(
         "the secret key is encrypted with a password, which kidsafe does not support; create an \
@@ -153,6 +165,7 @@ impl FeedError {
             FeedError::BadSignature(_) => "bad_signature",
             FeedError::UnknownKey { .. } => "unknown_key",
             FeedError::BadKey(_) => "bad_key",
+            FeedError::KeyExists { .. } => "key_exists",
             FeedError::EncryptedSecretKey => "encrypted_secret_key",
             FeedError::TrustedCommentMismatch { .. } => "trusted_comment_mismatch",
             FeedError::KeyIdMismatch { .. } => "key_id_mismatch",

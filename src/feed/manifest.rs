@@ -15,6 +15,13 @@ pub const FORMAT: &str = "nfeed-manifest/1";
 /// The hard cap on any one file of a feed, decoded or on the wire: 128 MiB.
 pub const MAX_FILE_SIZE: u64 = 128 << 20;
 
+/// The longest `min_poll_seconds` a manifest may ask for: a day.
+pub const MAX_MIN_POLL_SECONDS: u64 = 86_400;
+
+/// The most categories a feed may carry: the category bitset's 64 bits, less room for the
+/// built-in vocabulary and local lists beside the feed's.
+pub const MAX_CATEGORIES: usize = 32;
+
 /// The signed index of a feed (`manifest.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,6 +215,21 @@ impl Manifest {
             return bad(format!(
                 "key_id {:?} is not 16 upper-case hex digits",
                 self.key_id
+            ));
+        }
+        if self.min_poll_seconds > MAX_MIN_POLL_SECONDS {
+            return bad(format!(
+                "min_poll_seconds {} is more than a day ({MAX_MIN_POLL_SECONDS}): clients would \
+                 stop checking for updates",
+                self.min_poll_seconds
+            ));
+        }
+        // One bitset holds every category a runtime knows, the built-in ones included: a
+        // manifest that could never be built is refused here, not at every reload after it.
+        if self.categories.len() > MAX_CATEGORIES {
+            return bad(format!(
+                "{} categories, more than the {MAX_CATEGORIES} a feed may carry",
+                self.categories.len()
             ));
         }
         let mut seen = HashSet::new();
@@ -508,6 +530,22 @@ mod tests {
             &|m| m.categories[0].full.size = MAX_FILE_SIZE + 1,
             "bad_manifest",
         );
+        // A huge poll interval used to overflow the updater's arithmetic and kill its thread.
+        let msg = case(&|m| m.min_poll_seconds = u64::MAX, "bad_manifest");
+        assert!(msg.contains("more than a day"), "{msg}");
+        let msg = case(
+            &|m| {
+                let one = m.categories[0].clone();
+                m.categories = (0..=MAX_CATEGORIES)
+                    .map(|i| CategoryFile {
+                        id: format!("c{i}"),
+                        ..one.clone()
+                    })
+                    .collect();
+            },
+            "bad_manifest",
+        );
+        assert!(msg.contains("categories, more than"), "{msg}");
     }
 
     #[test]

@@ -52,6 +52,19 @@ fn client_for(config: &Config) -> Result<(Fetcher, tokio::runtime::Runtime), u8>
     Ok((fetcher, rt))
 }
 
+/// One state of the terminal's progress bar: `\r`, the category, the bar, the percentage and
+/// the KiB so far; a newline once the file is complete.
+pub fn progress_line(label: &str, got: u64, of: u64) -> String {
+    let percent = (got * 100).checked_div(of).unwrap_or(100).min(100);
+    let filled = usize::try_from(percent / 5).unwrap_or(20);
+    let end = if got >= of { "\n" } else { "" };
+    format!(
+        "\r{label:<16} [{:<20}] {percent:>3}% {:>8} KiB{end}",
+        "#".repeat(filled),
+        got / 1024
+    )
+}
+
 /// Runs one update for the config at `config`; prints what happened; returns the exit code.
 pub fn update(config: &Config) -> u8 {
     let Some(feed) = config.feed.clone() else {
@@ -66,19 +79,8 @@ pub fn update(config: &Config) -> u8 {
         Err(code) => return code,
     };
     let progress: Option<super::update::Progress> = std::io::stderr().is_terminal().then(|| {
-        Box::new(|path: &str, got: u64, of: u64| {
-            let short = path.rsplit('/').next().unwrap_or(path);
-            let short = &short[..short.len().min(12)];
-            let percent = (got * 100).checked_div(of).unwrap_or(100).min(100);
-            let filled = usize::try_from(percent / 5).unwrap_or(20);
-            eprint!(
-                "\r{short}… [{:<20}] {percent:>3}% {:>8} KiB",
-                "#".repeat(filled),
-                got / 1024
-            );
-            if got >= of {
-                eprintln!();
-            }
+        Box::new(|label: &str, got: u64, of: u64| {
+            eprint!("{}", progress_line(label, got, of));
         }) as super::update::Progress
     });
     let result = rt.block_on(update_once(config, &feed, &fetcher, progress));
@@ -87,8 +89,9 @@ pub fn update(config: &Config) -> u8 {
             println!("{}", describe(&outcome));
             match outcome {
                 Outcome::Installed { alarms, .. } => {
+                    // On stderr, so the daemon relays it as a warning.
                     for alarm in alarms {
-                        println!("ALARM: {alarm}");
+                        eprintln!("ALARM: {alarm}");
                     }
                     exit::INSTALLED
                 }
@@ -165,4 +168,22 @@ pub fn status(config: &Config) -> Result<String, String> {
         &feed.url,
         jiff::Timestamp::now(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_line;
+
+    /// Issue 20: the bar was labelled with the file's hash prefix (`d30b5b74a01f…`).
+    #[test]
+    fn the_progress_bar_is_labelled_with_the_category() {
+        assert_eq!(
+            progress_line("gambling", 5 * 1024, 20 * 1024),
+            "\rgambling         [#####               ]  25%        5 KiB"
+        );
+        assert_eq!(
+            progress_line("adult (delta)", 4096, 4096),
+            "\radult (delta)    [####################] 100%        4 KiB\n"
+        );
+    }
 }

@@ -67,10 +67,9 @@ pub fn keygen(dir: &Path) -> Result<PublicKey, FeedError> {
     let public_path = dir.join(PUBLIC_KEY_FILE);
     for path in [&secret_path, &public_path] {
         if path.exists() {
-            return Err(FeedError::BadKey(format!(
-                "{} already exists; not overwriting a key",
-                path.display()
-            )));
+            return Err(FeedError::KeyExists {
+                path: path.to_path_buf(),
+            });
         }
     }
     let secret = SecretKey::generate()?;

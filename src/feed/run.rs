@@ -234,12 +234,9 @@ async fn run(
                 let code = run_child(&args, &config.path, &[], feed.timeout, &shutdown).await;
                 let attempts = Attempts::read(&root);
                 let wait = match code {
+                    // The child said what it installed (relayed above).
                     Ok(oneshot::exit::INSTALLED) => {
                         reload.request("feed");
-                        info!(
-                            "feed: {}",
-                            attempts.last_outcome.as_deref().unwrap_or("installed")
-                        );
                         jitter(feed.refresh.max(min_poll(&root)))
                     }
                     Ok(oneshot::exit::CURRENT) => jitter(feed.refresh.max(min_poll(&root))),
@@ -250,18 +247,20 @@ async fn run(
                             feed.refresh,
                             retry_after,
                         );
-                        let why = match other {
-                            Err(e) => e,
-                            Ok(_) => attempts
-                                .last_error
-                                .clone()
-                                .unwrap_or_else(|| "unknown error".to_string()),
-                        };
-                        warn!(
-                            kind = attempts.last_error_kind.as_deref().unwrap_or("process"),
-                            retry_in_s = wait.as_secs(),
-                            "feed update failed; the installed lists stay in force: {why}"
-                        );
+                        match other {
+                            Err(why) => warn!(
+                                kind = "process",
+                                retry_in_s = wait.as_secs(),
+                                "feed update failed; the installed lists stay in force: {why}"
+                            ),
+                            // The child said why (relayed above).
+                            Ok(_) => info!(
+                                kind = attempts.last_error_kind.as_deref().unwrap_or("process"),
+                                retry_in_s = wait.as_secs(),
+                                "feed: next attempt in {}",
+                                humantime::format_duration(Duration::from_secs(wait.as_secs()))
+                            ),
+                        }
                         wait
                     }
                 };
@@ -287,13 +286,31 @@ async fn run(
             .try_into()
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_secs(1));
+        // Not held while waiting: a reload frees the old runtime at once, and is noticed.
+        let seen = Arc::downgrade(&runtime);
+        drop(runtime);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            // A config edit may add a list source or a [feed]: fetch it now, not at the next
+            // wake-up (up to 5 minutes away). Sources and the feed already scheduled keep
+            // their times, so the reload an install causes starts nothing new.
+            () = replaced(&shared, &seen) => {}
             () = update_now.notified() => {
                 feed_due = Some(Timestamp::now());
                 sources.make_all_due();
             }
+        }
+    }
+}
+
+/// Returns once the shared runtime is no longer `seen` (a reload swapped a new one in);
+/// checked every second.
+async fn replaced(shared: &SharedRuntime, seen: &std::sync::Weak<crate::runtime::Runtime>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !std::sync::Weak::ptr_eq(seen, &Arc::downgrade(&shared.load_full())) {
+            return;
         }
     }
 }
@@ -312,21 +329,31 @@ pub async fn run_child(
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Result<u8, String> {
+    use std::process::Stdio;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find kidsafe's binary: {e}"))?;
     let mut child = tokio::process::Command::new(exe)
         .args(args)
         .arg("--config")
         .arg(config)
         .args(extra)
-        .stdin(std::process::Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start the updater process: {e}"))?;
+    let label = if args.first() == Some(&"feed") {
+        "feed"
+    } else {
+        "list sources"
+    };
+    let relay = relay_output(label, child.stdout.take(), child.stderr.take());
     // Each download has its own deadline; this bounds the whole, whatever happens.
     let limit = timeout.saturating_mul(4) + Duration::from_secs(60);
+    let finished = async { tokio::join!(child.wait(), relay).0 };
     tokio::select! {
         () = shutdown.cancelled() => Err("stopping".to_string()),
-        waited = tokio::time::timeout(limit, child.wait()) => match waited {
+        waited = tokio::time::timeout(limit, finished) => match waited {
             Err(_) => Err(format!("the updater process ran longer than {}s and was stopped", limit.as_secs())),
             Ok(Err(e)) => Err(format!("cannot wait for the updater process: {e}")),
             Ok(Ok(status)) => status
@@ -335,6 +362,39 @@ pub async fn run_child(
                 .ok_or_else(|| format!("the updater process ended by {status}")),
         },
     }
+}
+
+/// Logs what the child process writes, each line once and through the daemon's log (so with
+/// its timestamp): its report on stdout at INFO, its complaints on stderr at WARN, after
+/// `label: `. The child's words are the record of what it did; the updater adds only when it
+/// tries next.
+async fn relay_output(
+    label: &str,
+    stdout: Option<tokio::process::ChildStdout>,
+    stderr: Option<tokio::process::ChildStderr>,
+) {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let out = async {
+        if let Some(stdout) = stdout {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if !line.trim().is_empty() {
+                    info!("{label}: {line}");
+                }
+            }
+        }
+    };
+    let err = async {
+        if let Some(stderr) = stderr {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if !line.trim().is_empty() {
+                    warn!("{label}: {line}");
+                }
+            }
+        }
+    };
+    tokio::join!(out, err);
 }
 
 /// Whether a snapshot is installed (without one, the updater does not wait for its schedule).
@@ -351,13 +411,16 @@ fn min_poll(root: &Path) -> Duration {
         .ok()
         .flatten()
         .map_or(0, |s| s.min_poll_seconds);
-    Duration::from_secs(seconds)
+    // Validated when the manifest was installed; capped again here because the state file
+    // is only a file.
+    Duration::from_secs(seconds.min(super::manifest::MAX_MIN_POLL_SECONDS))
 }
 
 /// `base` ± 20 %.
 pub fn jitter(base: Duration) -> Duration {
     let factor = 0.8 + rand::random::<f64>() * 0.4;
-    base.mul_f64(factor)
+    // mul_f64 panics when the product overflows a Duration: never on the updater's thread.
+    Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
 }
 
 /// The wait after `failures` consecutive failures: 30 s doubling, capped at 6 h and at the
@@ -378,6 +441,16 @@ pub fn backoff(failures: u32, refresh: Duration, retry_after: Option<Duration>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_never_panics_on_a_huge_wait() {
+        let huge = Duration::from_secs(u64::MAX);
+        for _ in 0..100 {
+            assert!(jitter(huge) <= huge);
+        }
+        let hour = jitter(Duration::from_secs(3600)).as_secs();
+        assert!((2880..=4320).contains(&hour), "{hour}");
+    }
 
     #[test]
     fn backoff_doubles_caps_and_honours_retry_after() {

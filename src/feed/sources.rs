@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::fetch::{FetchError, Fetched, Fetcher};
 use crate::blocklist::parse::{Scanned, scan_line};
@@ -265,11 +265,12 @@ impl Schedule {
                     _ => {
                         let failures = failures.saturating_add(1);
                         let wait = super::run::backoff(failures, source.refresh, None);
-                        warn!(
+                        // The child said why (relayed as it ran).
+                        info!(
                             category = %source.category.value,
                             retry_in_s = wait.as_secs(),
-                            "list source not updated; the last good copy stays in force: {}",
-                            meta.last_error.as_deref().unwrap_or("see above")
+                            "list source not updated; the last good copy stays in force; next attempt in {}",
+                            humantime::format_duration(Duration::from_secs(wait.as_secs()))
                         );
                         (wait, failures)
                     }

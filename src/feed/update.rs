@@ -113,7 +113,8 @@ pub enum Outcome {
     },
 }
 
-/// Told of download progress: (file path in the feed, bytes so far, bytes expected).
+/// Told of download progress: (what is downloading, for people: the category, with
+/// " (delta)" for a delta; bytes so far; bytes expected).
 pub type Progress = Box<dyn Fn(&str, u64, u64) + Send + Sync>;
 
 /// Everything an update needs.
@@ -269,6 +270,7 @@ impl Updater<'_> {
                     None => {
                         let (b, n) = self
                             .fetch_file(
+                                &list.id,
                                 &list.full.path,
                                 list.full.encoding,
                                 list.full.transfer_size,
@@ -334,9 +336,11 @@ impl Updater<'_> {
         self.timeout.min(MANIFEST_DEADLINE)
     }
 
-    /// Downloads one file of the feed and decodes it, capped at its declared sizes.
+    /// Downloads one file of the feed and decodes it, capped at its declared sizes; `label`
+    /// names it in progress reports.
     async fn fetch_file(
         &self,
+        label: &str,
         path: &str,
         encoding: Encoding,
         transfer_size: Option<u64>,
@@ -351,7 +355,7 @@ impl Updater<'_> {
         let report = self
             .progress
             .as_ref()
-            .map(|p| move |got: u64| p(path, got, wire_cap));
+            .map(|p| move |got: u64| p(label, got, wire_cap));
         let report = report.as_ref().map(|r| r as &(dyn Fn(u64) + Send + Sync));
         let fetched = self
             .fetcher
@@ -388,7 +392,13 @@ impl Updater<'_> {
         from: u64,
     ) -> Result<(Vec<u8>, u64), UpdateError> {
         let (delta, n) = self
-            .fetch_file(&d.path, d.encoding, d.transfer_size, d.size)
+            .fetch_file(
+                &format!("{} (delta)", list.id),
+                &d.path,
+                d.encoding,
+                d.transfer_size,
+                d.size,
+            )
             .await?;
         check_hash(&d.path, &delta, &d.sha256)?;
         let old = std::fs::read(installed)

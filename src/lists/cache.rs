@@ -1,12 +1,15 @@
 //! The compiled-store cache: `state_dir/lists.fst` plus `lists.meta.json`.
 //!
 //! Compiling a million names takes over a second and leaves the allocator holding the build's
-//! scratch memory. When the list files have not changed since the last build (same paths, sizes
-//! and modification times, same built-in names), kidsafe instead reads the automaton it wrote
+//! scratch memory. When the list files have not changed since the last build (same paths,
+//! sizes, modification and status-change times and inodes, same built-in names, and the same
+//! kidsafe version and parser, whose rules decide what a line means), kidsafe instead reads
+//! the automaton it wrote
 //! last time: one read of ~12 bytes a name, checksum verified, no scratch memory. Any mismatch,
 //! unreadable file or failed checksum means a normal build; the cache can never serve lists
 //! other than the ones on disk, and is rewritten (atomically) after every build.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -17,14 +20,22 @@ use crate::category::Categories;
 
 const FST_FILE: &str = "lists.fst";
 const META_FILE: &str = "lists.meta.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+
+/// Bump when the list-line parser, the synonym table or the loader change what a file means:
+/// a cache built by other rules is then rebuilt, even by a build with the same version.
+const PARSER: u32 = 1;
 
 /// What the cached automaton was built from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     format: u32,
-    /// (path, size, modification time in ns) of every list file, in load order.
-    files: Vec<(String, u64, u128)>,
+    /// The kidsafe that built it, and its parser's rules.
+    built_by: (String, u32),
+    /// (path, size, modification time in ns, status-change time in ns, inode) of every list
+    /// file, in load order. The status-change time cannot be set back by `cp -p` or
+    /// `rsync -t`, so a same-size edit that keeps the modification time is still seen.
+    files: Vec<(String, u64, u128, i128, u64)>,
     /// The built-in names, as (category, count, a hash of the names).
     builtin: Vec<(String, usize, u64)>,
 }
@@ -51,7 +62,14 @@ pub fn fingerprint(
             .duration_since(UNIX_EPOCH)
             .ok()?
             .as_nanos();
-        out.push((path.display().to_string(), meta.len(), mtime));
+        let ctime = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+        out.push((
+            path.display().to_string(),
+            meta.len(),
+            mtime,
+            ctime,
+            meta.ino(),
+        ));
     }
     let builtin = builtin
         .iter()
@@ -66,6 +84,7 @@ pub fn fingerprint(
         .collect();
     Some(Fingerprint {
         format: FORMAT,
+        built_by: (env!("CARGO_PKG_VERSION").to_string(), PARSER),
         files: out,
         builtin,
     })

@@ -9,7 +9,7 @@
 pub mod cache;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::blocklist::parse::{self, BadReason, Scanned, scan_line};
@@ -45,6 +45,16 @@ pub enum ListError {
         /// Its stem.
         stem: String,
     },
+    /// A file with lines that lists no name at all: another encoding, or not a list.
+    #[error(
+        "list file {path}: {lines} lines but not one name (is it a list of names, saved as text?)"
+    )]
+    NoNames {
+        /// The file.
+        path: PathBuf,
+        /// Lines that were not blank or comments.
+        lines: usize,
+    },
     /// More categories than one bitset holds.
     #[error(transparent)]
     TooManyCategories(#[from] TooManyCategories),
@@ -60,16 +70,35 @@ pub fn load_dirs_with(
     dirs: &[PathBuf],
     builtin: &[(&str, &[&str])],
 ) -> Result<LoadedLists, ListError> {
-    load_dirs_cached(dirs, builtin, None)
+    load_dirs_cached(dirs, builtin, CacheUse::None)
 }
 
-/// [`load_dirs_with`], reading the compiled store from `cache_dir` when the list files have not
-/// changed since it was written, and writing it there after a build (see [`cache`]).
+/// What a load may do with the compiled-store cache (see [`cache`]).
+#[derive(Debug, Clone, Copy)]
+pub enum CacheUse<'a> {
+    /// Neither read nor write it.
+    None,
+    /// Read it when it matches the list files; never write (an offline command such as
+    /// `kidsafe check` run as root must not create files the daemon's user then cannot
+    /// replace).
+    ReadOnly(&'a Path),
+    /// Read it when it matches, write it after a build (the daemon).
+    ReadWrite(&'a Path),
+}
+
+/// [`load_dirs_with`], reading the compiled store from the cache directory when the list files
+/// have not changed since it was written, and (with [`CacheUse::ReadWrite`]) writing it there
+/// after a build.
 pub fn load_dirs_cached(
     dirs: &[PathBuf],
     builtin: &[(&str, &[&str])],
-    cache_dir: Option<&Path>,
+    cache: CacheUse<'_>,
 ) -> Result<LoadedLists, ListError> {
+    let (cache_dir, write_cache) = match cache {
+        CacheUse::None => (None, false),
+        CacheUse::ReadOnly(dir) => (Some(dir), false),
+        CacheUse::ReadWrite(dir) => (Some(dir), true),
+    };
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|source| ListError::Dir {
@@ -139,7 +168,7 @@ pub fn load_dirs_cached(
             ..FileReport::default()
         });
     }
-    if let (Some(dir), Some(fingerprint)) = (cache_dir, &fingerprint) {
+    if let (Some(dir), Some(fingerprint), true) = (cache_dir, &fingerprint, write_cache) {
         // Compiled straight into the cache file and read back: the names and the automaton
         // are never in memory together, which lowers the peak of a build by the automaton's
         // size (11 MB at a million names).
@@ -147,7 +176,7 @@ pub fn load_dirs_cached(
             Ok(loaded) => Ok(loaded),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), "compiled lists not cached ({e}); building them in memory, the next start rebuilds them");
-                load_dirs_cached(dirs, builtin, None)
+                load_dirs_cached(dirs, builtin, CacheUse::None)
             }
         };
     }
@@ -165,16 +194,63 @@ pub fn load_file(
     bit: u8,
     builder: &mut StoreBuilder,
 ) -> Result<FileReport, ListError> {
-    let file = File::open(path).map_err(|source| ListError::File {
+    let failed = |source| ListError::File {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(failed)?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut report = FileReport {
         path: path.to_path_buf(),
         category: category.to_string(),
         ..FileReport::default()
     };
+    // Windows Notepad saves "Unicode" as UTF-16 with a byte-order mark, and "UTF-8" with one:
+    // read as they are, such files list nothing, and a parent would never know.
+    let (utf16, utf8_bom) = {
+        let head = reader.fill_buf().map_err(failed)?;
+        let utf16 = match head {
+            [0xff, 0xfe, ..] => Some(u16::from_le_bytes as fn([u8; 2]) -> u16),
+            [0xfe, 0xff, ..] => Some(u16::from_be_bytes as fn([u8; 2]) -> u16),
+            _ => None,
+        };
+        (utf16, head.starts_with(&[0xef, 0xbb, 0xbf]))
+    };
+    if utf8_bom {
+        reader.consume(3);
+    }
+    match utf16 {
+        Some(unit) => {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).map_err(failed)?;
+            let units = bytes
+                .get(2..)
+                .unwrap_or_default()
+                .chunks_exact(2)
+                .map(|pair| unit([pair[0], pair[1]]));
+            let text: String = char::decode_utf16(units)
+                .collect::<Result<_, _>>()
+                .map_err(|e| failed(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+            read_lines(text.as_bytes(), bit, builder, &mut report).map_err(failed)?;
+        }
+        None => read_lines(reader, bit, builder, &mut report).map_err(failed)?,
+    }
+    if report.names == 0 && report.skipped + report.bad > 0 {
+        return Err(ListError::NoNames {
+            path: path.to_path_buf(),
+            lines: report.skipped + report.bad,
+        });
+    }
+    Ok(report)
+}
+
+/// Reads list lines from `reader` into `builder` and `report`.
+fn read_lines(
+    mut reader: impl BufRead,
+    bit: u8,
+    builder: &mut StoreBuilder,
+    report: &mut FileReport,
+) -> io::Result<()> {
     let mut line = Vec::with_capacity(256);
     let mut number = 0;
     // A feed snapshot's file (`#nfeed/1` header: canonical, signed, hash-checked) may list
@@ -183,14 +259,8 @@ pub fn load_file(
     let mut canonical = false;
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|source| ListError::File {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if read == 0 {
-            break;
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
         }
         number += 1;
         if number == 1 {
@@ -225,7 +295,6 @@ pub fn load_file(
             }
         }
     }
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -288,11 +357,19 @@ mod tests {
         std::fs::create_dir_all(&lists).expect("mkdir");
         std::fs::write(lists.join("gambling.txt"), "casino.example\nbad..line\n").expect("write");
         let builtin: &[(&str, &[&str])] = &[("bypass", &["dns.example"])];
-        let first =
-            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("build");
+        let first = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            builtin,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("build");
         assert!(state.join("lists.fst").exists());
-        let cached =
-            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("cached");
+        let cached = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            builtin,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("cached");
         assert_eq!(cached.store.as_bytes(), first.store.as_bytes());
         assert_eq!(cached.files.len(), first.files.len());
         assert_eq!(cached.files[0].bad, 1, "reports survive the cache");
@@ -302,13 +379,21 @@ mod tests {
         // A changed list is rebuilt, never served from the cache.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(lists.join("gambling.txt"), "casino.example\nbet.example\n").expect("write");
-        let rebuilt =
-            load_dirs_cached(std::slice::from_ref(&lists), builtin, Some(&state)).expect("rebuild");
+        let rebuilt = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            builtin,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("rebuild");
         assert_ne!(rebuilt.store.lookup_str("bet.example"), 0);
         // Other built-in names are a change too.
         let other: &[(&str, &[&str])] = &[("bypass", &["dns2.example"])];
-        let changed =
-            load_dirs_cached(std::slice::from_ref(&lists), other, Some(&state)).expect("rebuild");
+        let changed = load_dirs_cached(
+            std::slice::from_ref(&lists),
+            other,
+            CacheUse::ReadWrite(&state),
+        )
+        .expect("rebuild");
         assert_eq!(changed.store.lookup_str("dns.example"), 0);
         // A corrupted automaton fails its checksum and is rebuilt.
         let mut bytes = std::fs::read(state.join("lists.fst")).expect("read");
@@ -319,12 +404,79 @@ mod tests {
             "the checksum catches bit rot"
         );
         std::fs::write(state.join("lists.fst"), bytes).expect("write");
-        let healed = load_dirs_cached(&[lists], other, Some(&state)).expect("rebuild");
+        let healed =
+            load_dirs_cached(&[lists], other, CacheUse::ReadWrite(&state)).expect("rebuild");
         assert_ne!(healed.store.lookup_str("dns2.example"), 0);
         let on_disk = std::fs::read(state.join("lists.fst")).expect("read");
         assert!(
             Store::from_bytes(on_disk).is_some(),
             "and the cache is rewritten whole"
+        );
+    }
+
+    #[test]
+    fn a_same_size_edit_with_its_modification_time_put_back_is_rebuilt() {
+        // `cp -p` and `rsync -t` keep a file's modification time; a cache keyed by path, size
+        // and mtime alone served the old names after such an edit.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lists = dir.path().join("lists");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&lists).expect("mkdir");
+        let file = lists.join("gambling.txt");
+        std::fs::write(&file, "casino.example\n").expect("write");
+        let lists = std::slice::from_ref(&lists);
+        load_dirs_cached(lists, &[], CacheUse::ReadWrite(&state)).expect("build");
+        let mtime = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, "casino.exampl2\n").expect("same size");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("put the mtime back");
+        let again = load_dirs_cached(lists, &[], CacheUse::ReadWrite(&state)).expect("load");
+        assert_eq!(
+            again.store.lookup_str("casino.example"),
+            0,
+            "stale cache served"
+        );
+        assert_ne!(again.store.lookup_str("casino.exampl2"), 0);
+    }
+
+    #[test]
+    fn utf16_and_bom_files_are_read_and_a_file_of_no_names_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "# Notepad\r\ncasino.example\r\nbet.example\r\n";
+        let mut le = vec![0xff, 0xfe];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xfe, 0xff];
+        be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        let mut bom = vec![0xef, 0xbb, 0xbf];
+        bom.extend_from_slice(b"casino.example\nbet.example\n");
+        for (name, bytes) in [("le", le), ("be", be), ("bom", bom)] {
+            let sub = dir.path().join(name);
+            std::fs::create_dir_all(&sub).expect("mkdir");
+            std::fs::write(sub.join("gambling.txt"), bytes).expect("write");
+            let loaded = load_dirs(&[sub]).expect(name);
+            assert_eq!(loaded.files[0].names, 2, "{name}");
+            assert_ne!(loaded.store.lookup_str("bet.example"), 0, "{name}");
+        }
+        let junk = dir.path().join("junk");
+        std::fs::create_dir_all(&junk).expect("mkdir");
+        std::fs::write(junk.join("gambling.txt"), "<html>\n<body>Login</body>\n").expect("write");
+        let err = load_dirs(&[junk]).expect_err("no names");
+        assert!(
+            err.to_string().contains("2 lines but not one name"),
+            "{err}"
+        );
+        let comments = dir.path().join("comments");
+        std::fs::create_dir_all(&comments).expect("mkdir");
+        std::fs::write(comments.join("gambling.txt"), "# nothing yet\n\n").expect("write");
+        assert!(
+            load_dirs(&[comments]).is_ok(),
+            "comments alone are an empty list, not an error"
         );
     }
 
@@ -337,9 +489,41 @@ mod tests {
         // A file where the state directory should be: nothing can be created under it.
         let state = dir.path().join("state");
         std::fs::write(&state, "not a directory").expect("write");
-        let loaded = load_dirs_cached(&[lists], &[], Some(&state)).expect("builds anyway");
+        let loaded =
+            load_dirs_cached(&[lists], &[], CacheUse::ReadWrite(&state)).expect("builds anyway");
         let gambling = loaded.categories.index("gambling").expect("gambling");
         assert_eq!(loaded.store.lookup_str("www.casino.example"), 1 << gambling);
+    }
+
+    #[test]
+    fn a_read_only_load_reads_the_cache_but_never_creates_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lists = dir.path().join("lists");
+        std::fs::create_dir_all(&lists).expect("mkdir");
+        std::fs::write(lists.join("gambling.txt"), "casino.example\n").expect("write");
+        let state = dir.path().join("state");
+        let lists = std::slice::from_ref(&lists);
+        let loaded = load_dirs_cached(lists, &[], CacheUse::ReadOnly(&state)).expect("builds");
+        let gambling = loaded.categories.index("gambling").expect("gambling");
+        assert_eq!(loaded.store.lookup_str("www.casino.example"), 1 << gambling);
+        assert!(
+            !state.exists(),
+            "a read-only load created the state directory"
+        );
+
+        load_dirs_cached(lists, &[], CacheUse::ReadWrite(&state)).expect("writes the cache");
+        let written = std::fs::metadata(state.join("lists.fst"))
+            .and_then(|m| m.modified())
+            .expect("cache");
+        let again = load_dirs_cached(lists, &[], CacheUse::ReadOnly(&state)).expect("reads");
+        assert_eq!(again.store.lookup_str("www.casino.example"), 1 << gambling);
+        assert_eq!(
+            std::fs::metadata(state.join("lists.fst"))
+                .and_then(|m| m.modified())
+                .expect("cache"),
+            written,
+            "a read-only load rewrote the cache"
+        );
     }
 
     #[test]

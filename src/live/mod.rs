@@ -148,6 +148,9 @@ pub async fn run_ticker(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut overrides_seen: Option<(SystemTime, u64)> = None;
+    // The version of a damaged overrides file already warned about: warned once, and again
+    // only when it changes (not every second, nor after every reload).
+    let mut overrides_warned: Option<Option<(SystemTime, u64)>> = None;
     let mut neighbours_read: Option<std::time::Instant> = None;
     let mut last_runtime = std::sync::Weak::new();
     loop {
@@ -168,8 +171,13 @@ pub async fn run_ticker(
                 Ok(o) => {
                     set_overrides(&rt, o);
                     overrides_seen = stamp;
+                    overrides_warned = None;
                 }
-                Err(e) => tracing::warn!("overrides not applied, keeping the previous ones: {e}"),
+                Err(e) if overrides_warned != Some(stamp) => {
+                    tracing::warn!("overrides not applied, keeping the previous ones: {e}");
+                    overrides_warned = Some(stamp);
+                }
+                Err(_) => {}
             }
         }
         if neighbours_read.is_none_or(|t| t.elapsed() >= NEIGHBOUR_REFRESH)

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use tracing::warn;
 
 use crate::config::{Config, ConfigError};
-use crate::lists::ListError;
+use crate::lists::{CacheUse, ListError};
 use crate::live;
 use crate::policy::Policy;
 use crate::policy::live::{LiveState, Overrides};
@@ -50,19 +50,43 @@ pub enum BuildError {
     },
 }
 
-/// Reads the config at `path`, loads its lists, compiles the policy.
+/// Reads the config at `path`, loads its lists, compiles the policy; writes the compiled lists
+/// into the state directory for the next start (the daemon).
 pub fn load(path: &Path) -> Result<Runtime, BuildError> {
     let started = Instant::now();
     let config = Config::load(path)?;
     build(config, started)
 }
 
+/// [`load`] for the offline commands (`check`, `explain`): the compiled lists are read from
+/// the state directory when they match, but nothing is written there, so `sudo kidsafe check`
+/// never creates the daemon's state directory, or files in it, owned by root.
+pub fn load_offline(path: &Path) -> Result<Runtime, BuildError> {
+    let started = Instant::now();
+    let config = Config::load(path)?;
+    build_with(config, started, false)
+}
+
 /// Compiles a runtime from an already validated config.
-pub fn build(mut config: Config, started: Instant) -> Result<Runtime, BuildError> {
+pub fn build(config: Config, started: Instant) -> Result<Runtime, BuildError> {
+    build_with(config, started, true)
+}
+
+fn build_with(
+    mut config: Config,
+    started: Instant,
+    write_state: bool,
+) -> Result<Runtime, BuildError> {
     // The bypass category works before any feed arrives: public DoH resolvers are built in.
     let builtin: &[(&str, &[&str])] = &[("bypass", crate::policy::special::BYPASS_RESOLVERS)];
     let (dirs, feed) = feed_lists(&mut config)?;
-    let lists = crate::lists::load_dirs_cached(&dirs, builtin, Some(&config.server.state_dir))?;
+    let state_dir = config.server.state_dir.as_path();
+    let cache = if write_state {
+        CacheUse::ReadWrite(state_dir)
+    } else {
+        CacheUse::ReadOnly(state_dir)
+    };
+    let lists = crate::lists::load_dirs_cached(&dirs, builtin, cache)?;
     let policy = Policy::compile(&config, &lists)?;
     let clients = if config.stats.by_client {
         config.clients.iter().map(|c| c.name.clone()).collect()

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use build::{ReloadError, Reloaded, reload};
-pub use compile::{BuildError, build as build_runtime, load};
+pub use compile::{BuildError, build as build_runtime, load, load_offline};
 
 use crate::runtime::SharedRuntime;
 use crate::sdnotify::Notifier;

@@ -3,7 +3,8 @@
 //! Directories are watched, not files: editors save by writing a new file and renaming it over
 //! the old one, which would silently end a watch on the file itself. Events are filtered to the
 //! config file (by its exact name), to `*.txt` files in the configured list directories (a
-//! `notes.txt` beside the config is not a list) and to the feed's `state.json`, reads are
+//! `notes.txt` beside the config is not a list; each list source's directory under `state_dir`
+//! counts as one) and to the feed's `state.json`, reads are
 //! ignored (our own reload reads every file), and each relevant event only wakes the reloader,
 //! which debounces a burst into one reload. The watched set and the list directories are
 //! refreshed after every reload, because the config may name new directories.
@@ -70,11 +71,21 @@ impl Watches {
         let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
         wanted.insert(parent_of(config_path));
         if let Some(config) = config {
+            // A list source's copy is a list directory of its own under state_dir; watching it
+            // makes a `kidsafe sources update` run by hand apply at once, as a feed update does.
+            let source_dirs: Vec<PathBuf> = config
+                .sources
+                .iter()
+                .map(|s| crate::feed::sources::source_dir(&config.server.state_dir, s))
+                .filter(|d| std::fs::create_dir_all(d).is_ok())
+                .collect();
             wanted.extend(config.list_dirs.iter().cloned());
+            wanted.extend(source_dirs.iter().cloned());
             // Compared with the paths notify reports, which are absolute.
             let absolute = config
                 .list_dirs
                 .iter()
+                .chain(&source_dirs)
                 .filter_map(|d| std::path::absolute(d).ok())
                 .collect();
             if let Ok(mut dirs) = self.list_dirs.write() {

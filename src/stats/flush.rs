@@ -98,5 +98,12 @@ fn flush_once(
     if prune && let Err(e) = db.prune(now, retention_days) {
         tracing::warn!("old statistics not pruned: {e}");
     }
+    // Hourly, with the prune: damage found while running. The flusher then drops this
+    // handle, and the next open moves the file aside (its quick_check fails there too).
+    if prune && matches!(db.quick_check(), Ok(false)) {
+        return Err(store::StatsError::Damaged {
+            path: dir.join(store::DB_FILE),
+        });
+    }
     Ok(db)
 }

@@ -9,23 +9,79 @@ use super::store::{StatsDb, StatsError, hour_of};
 /// The longest bar, in characters.
 const BAR_WIDTH: u64 = 30;
 
-/// The report for the statistics database in `state_dir` (see [`render`]); says so when the
-/// daemon has not written one yet.
+/// What the report needs from the daemon's config.
+#[derive(Debug, Clone)]
+pub struct ReportConfig<'a> {
+    /// `[server] state_dir`, which holds `stats.db`.
+    pub state_dir: &'a std::path::Path,
+    /// The configured profiles' names.
+    pub profiles: Vec<&'a str>,
+    /// `[stats] enabled`.
+    pub enabled: bool,
+    /// `[stats] flush`: how soon after start the first numbers are written.
+    pub flush: Duration,
+}
+
+/// Why there is no report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportError {
+    /// `--profile` names no profile of the config or the statistics (exit code 2).
+    UnknownProfile(String),
+    /// The database could not be read (exit code 1).
+    Failed(String),
+}
+
+/// The report for the statistics database in `config.state_dir` (see [`render`]); says
+/// so, and when the first numbers will appear, when the daemon has not written one yet.
 pub fn for_state_dir(
-    state_dir: &std::path::Path,
+    config: &ReportConfig<'_>,
     now: SystemTime,
     days: u32,
     profile: Option<&str>,
-) -> Result<String, String> {
-    if !state_dir.join(super::store::DB_FILE).exists() {
-        return Err(format!(
-            "no statistics yet in {} (the daemon writes them every [stats] flush interval)",
-            state_dir.display()
-        ));
+) -> Result<String, ReportError> {
+    let path = config.state_dir.join(super::store::DB_FILE);
+    let db = if path.exists() {
+        Some(
+            StatsDb::open(config.state_dir)
+                .map(|(db, _)| db)
+                .map_err(|e| ReportError::Failed(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    if let Some(wanted) = profile {
+        // A profile removed from the config still has its history.
+        let mut known: Vec<String> = config.profiles.iter().map(|p| p.to_string()).collect();
+        if let Some(db) = &db {
+            known.extend(
+                db.profiles()
+                    .map_err(|e| ReportError::Failed(e.to_string()))?,
+            );
+        }
+        known.sort();
+        known.dedup();
+        if !known.iter().any(|k| k == wanted) {
+            let close = crate::config::suggest::closest(wanted, known.iter().map(String::as_str))
+                .map(|c| format!(" (did you mean \"{c}\"?)"))
+                .unwrap_or_default();
+            return Err(ReportError::UnknownProfile(format!(
+                "no profile \"{wanted}\"{close}; the profiles are {}",
+                known.join(", ")
+            )));
+        }
     }
-    StatsDb::open(state_dir)
-        .and_then(|(db, _)| render(&db, now, days, profile))
-        .map_err(|e| e.to_string())
+    let Some(db) = db else {
+        return Ok(if config.enabled {
+            format!(
+                "No statistics yet: the daemon writes its first numbers to {} within {} of starting ([stats] flush).\n",
+                path.display(),
+                humantime::format_duration(config.flush)
+            )
+        } else {
+            "No statistics: they are off in the config ([stats] enabled = false).\n".to_string()
+        });
+    };
+    render(&db, now, days, profile).map_err(|e| ReportError::Failed(e.to_string()))
 }
 
 /// Renders the report for the last `days` days (today included), optionally one profile.
@@ -42,9 +98,14 @@ pub fn render(
 
     let mut out = String::new();
     let scope = profile.map_or(String::new(), |p| format!(", profile {p}"));
+    let period = if days == 1 {
+        "day".to_string()
+    } else {
+        format!("{days} days")
+    };
     let _ = writeln!(
         out,
-        "Blocked in the last {days} days{scope} ({} to {}, UTC)",
+        "Blocked in the last {period}{scope} ({} to {}, UTC)",
         day(since),
         day(today)
     );
@@ -189,12 +250,60 @@ All queries per day
         let teen = render(&db, now, 1, Some("teen")).expect("render");
         assert!(
             teen.starts_with(
-                "Blocked in the last 1 days, profile teen (2026-11-29 to 2026-11-29, UTC)"
+                "Blocked in the last day, profile teen (2026-11-29 to 2026-11-29, UTC)"
             ),
             "{teen}"
         );
         assert!(teen.contains("adult                 12"), "{teen}");
         assert!(!teen.contains("child"), "{teen}");
+    }
+
+    /// Issue 20: the first minute said "error: no statistics yet" (exit 1), and an unknown
+    /// `--profile` said "nothing was blocked".
+    #[test]
+    fn no_database_yet_and_unknown_profiles_are_said_plainly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = ReportConfig {
+            state_dir: dir.path(),
+            profiles: vec!["child", "teen"],
+            enabled: true,
+            flush: Duration::from_secs(60),
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_950_000);
+        assert_eq!(
+            for_state_dir(&config, now, 7, None),
+            Ok(format!(
+                "No statistics yet: the daemon writes its first numbers to {} within 1m of starting ([stats] flush).\n",
+                dir.path().join("stats.db").display()
+            ))
+        );
+        config.enabled = false;
+        assert_eq!(
+            for_state_dir(&config, now, 7, None),
+            Ok("No statistics: they are off in the config ([stats] enabled = false).\n".into())
+        );
+        assert_eq!(
+            for_state_dir(&config, now, 7, Some("teeen")),
+            Err(ReportError::UnknownProfile(
+                "no profile \"teeen\" (did you mean \"teen\"?); the profiles are child, teen"
+                    .into()
+            ))
+        );
+
+        // A profile no longer in the config keeps its history.
+        let (mut db, _) = StatsDb::open(dir.path()).expect("open");
+        let mut a = Drained::default();
+        a.blocked
+            .insert(("exam".into(), "games".into(), String::new()), 3);
+        db.add(1_795_942_800, &a).expect("add");
+        let text = for_state_dir(&config, now, 1, Some("exam")).expect("report");
+        assert!(text.contains("profile exam: 3 blocked"), "{text}");
+        assert_eq!(
+            for_state_dir(&config, now, 1, Some("nosuch")),
+            Err(ReportError::UnknownProfile(
+                "no profile \"nosuch\"; the profiles are child, exam, teen".into()
+            ))
+        );
     }
 
     #[test]

@@ -11,9 +11,12 @@
 //!                       cached INTEGER NOT NULL, failed INTEGER NOT NULL, refused INTEGER NOT NULL);
 //! ```
 //!
-//! A database that cannot be opened or written (corrupt, not a database, wrong schema) is
-//! moved aside as `stats.db.broken-<unix time>` and recreated: statistics are worth keeping,
-//! but never at the price of DNS service or of losing the next hour's counts.
+//! A database that is damaged (SQLite says corrupt or not a database, or `quick_check` fails,
+//! at open or at the hourly check) is moved aside as `stats.db.broken-<unix time>`, with its
+//! `-wal` and `-shm`, and recreated: statistics are worth keeping, but never at the price of
+//! DNS service or of losing the next hour's counts. Any other failure to open (no file
+//! descriptors left, permissions, a read-only disk) is not damage: the history stays where
+//! it is, the counts wait in memory, and the next flush tries again.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -63,6 +66,29 @@ pub enum StatsError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The hourly `quick_check` failed on the open database.
+    #[error("{path}: the database is damaged (quick_check failed); it will be set aside")]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+impl StatsError {
+    /// Whether the error says the database file itself is damaged (as opposed to a failure
+    /// to reach it: file descriptors, permissions, a read-only disk, a busy lock).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StatsError::Sql {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// The open statistics database.
@@ -88,7 +114,7 @@ impl StatsDb {
         let path = dir.join(DB_FILE);
         match Self::open_at(&path) {
             Ok(db) => Ok((db, None)),
-            Err(first) => {
+            Err(first) if first.is_damage() => {
                 let aside = Self::move_aside(&path)?;
                 let db = Self::open_at(&path)?;
                 Ok((
@@ -99,7 +125,21 @@ impl StatsDb {
                     )),
                 ))
             }
+            Err(other) => Err(other),
         }
+    }
+
+    /// SQLite's `quick_check`: false when the file is damaged (run hourly by the flusher, so
+    /// damage is found while running, not only at the next start).
+    pub fn quick_check(&self) -> Result<bool, StatsError> {
+        let check: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|source| StatsError::Sql {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(check == "ok")
     }
 
     fn open_at(path: &Path) -> Result<Self, StatsError> {
@@ -140,9 +180,14 @@ impl StatsDb {
             source,
         };
         std::fs::rename(path, &aside).map_err(io)?;
+        // The write-ahead log belongs to the damaged file: it goes with it, never onto the
+        // new database.
         for suffix in ["-wal", "-shm"] {
             let side = PathBuf::from(format!("{}{suffix}", path.display()));
-            let _ = std::fs::remove_file(side);
+            if side.exists() {
+                let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                std::fs::rename(&side, &to).map_err(io)?;
+            }
         }
         Ok(aside)
     }
@@ -240,6 +285,20 @@ impl StatsDb {
                 ))
             })
             .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// Every profile that has blocked counts, by name.
+    pub fn profiles(&self) -> Result<Vec<String>, StatsError> {
+        let sql = |source| StatsError::Sql {
+            path: self.path.clone(),
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT profile FROM blocked ORDER BY profile")
+            .map_err(sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
     }
 
@@ -342,5 +401,40 @@ mod tests {
             })
             .collect();
         assert_eq!(kept.len(), 1, "the broken file is kept for inspection");
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_not_moved_aside() {
+        // As with no file descriptors left or a read-only disk: not damage, so the history
+        // stays. Here a directory stands where the file should be.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join(DB_FILE)).expect("mkdir");
+        std::fs::write(dir.path().join(DB_FILE).join("history"), "keep").expect("write");
+        let err = StatsDb::open(dir.path()).err().expect("cannot open");
+        assert!(!err.is_damage(), "{err}");
+        assert!(dir.path().join(DB_FILE).join("history").exists());
+        let moved = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains("broken"));
+        assert!(!moved, "nothing is moved aside");
+    }
+
+    #[test]
+    fn the_write_ahead_log_goes_aside_with_a_damaged_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DB_FILE);
+        std::fs::write(&path, b"junk").expect("write");
+        std::fs::write(dir.path().join("stats.db-wal"), b"its log").expect("write");
+        std::fs::write(dir.path().join("stats.db-shm"), b"its index").expect("write");
+        let aside = StatsDb::move_aside(&path).expect("moved");
+        for suffix in ["", "-wal", "-shm"] {
+            assert!(
+                !dir.path().join(format!("stats.db{suffix}")).exists(),
+                "{suffix}"
+            );
+            let moved = PathBuf::from(format!("{}{suffix}", aside.display()));
+            assert!(moved.exists(), "{}", moved.display());
+        }
     }
 }

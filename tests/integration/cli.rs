@@ -11,6 +11,36 @@ use hickory_proto::rr::RecordType;
 
 use crate::harness::*;
 
+/// A `listen` address this machine does not have is caught by `check`, not first by `run`
+/// at boot ("Cannot assign requested address"). Nothing is sent: binding fails locally.
+#[test]
+fn check_fails_for_a_listen_address_that_is_not_on_this_machine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kidsafe.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:0\", \"192.0.2.1:53\"]\nstate_dir = \"state\"\n\
+         [upstream]\nservers = [\"127.0.0.1\"]\n[defaults]\nprofile = \"x\"\n[profiles.x]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "error: {}: server.listen: 192.0.2.1:53 is not an address of this machine",
+        path.display()
+    );
+    assert!(stderr.starts_with(&want), "{stderr}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "check created the state directory"
+    );
+}
+
 #[test]
 fn check_names_file_line_column_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -613,4 +643,278 @@ async fn grant_and_pause_apply_to_the_running_daemon_and_expire() {
     );
     assert!(!ok && text.contains("no profile \"nobody\""), "{text}");
     daemon.stop();
+}
+
+/// `kidsafe setup --yes` takes the packaged config to a filtering LAN set-up: listen, the
+/// parents' devices on the open profile, unknown devices on a filtered one; comments are kept,
+/// the result passes `check`, a second run replaces its own rule, and a wrong profile name
+/// changes nothing.
+#[test]
+fn setup_writes_a_checked_config_and_keeps_its_comments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let template = dir.path().join("example.toml");
+    std::fs::write(&template, packaged_config(upstream, "")).expect("write");
+    let config = dir.path().join("etc/kidsafe.toml");
+    let setup = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["setup", "--yes", "--config"])
+            .arg(&config)
+            .arg("--template")
+            .arg(&template)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let out = setup(&[
+        "--parents",
+        "aa:bb:cc:dd:ee:01,192.168.1.2",
+        "--unknown-profile",
+        "child",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("parents' devices aa:bb:cc:dd:ee:01, 192.168.1.2 -> profile open"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Next steps"), "{stdout}");
+    let written = std::fs::read_to_string(&config).expect("written");
+    assert!(written.contains("# The profile for devices that no [[clients]] rule matches."));
+    assert!(written.contains("listen = [\"127.0.0.1:0\"]"), "{written}");
+    assert!(written.contains("profile = \"child\"\n"), "{written}");
+    let (ok, report) = run(&["check"], &config);
+    assert!(ok, "{report}");
+
+    let out = setup(&[
+        "--parents",
+        "aa:bb:cc:dd:ee:02",
+        "--unknown-profile",
+        "teen",
+    ]);
+    assert!(out.status.success());
+    let again = std::fs::read_to_string(&config).expect("written");
+    assert_eq!(
+        again.matches("name = \"parents' devices\"").count(),
+        1,
+        "{again}"
+    );
+    assert!(again.contains("match = [\"aa:bb:cc:dd:ee:02\"]"), "{again}");
+
+    let out = setup(&["--unknown-profile", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "--unknown-profile \"nosuch\": no such profile; the config has child, open, teen"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&config).expect("kept"), again);
+}
+
+/// At trace level the file watcher's own library would log every event in the config's
+/// directory with its file name (a parent's notes, a child's name in a file name): its target
+/// is capped like hickory's, and kidsafe's own lines name no such file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_events_beside_the_config_are_not_logged_at_trace() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start(&config);
+    let token = "zq7-private-file-name";
+    let file = dir.path().join(format!("{token}.txt"));
+    std::fs::write(&file, "notes\n").expect("write");
+    std::fs::write(&file, "more notes\n").expect("write");
+    std::fs::remove_file(&file).expect("remove");
+    // An edit of the config itself, so the watch is proven to be running.
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text + "\n").expect("write");
+    daemon.wait_for("reloaded config and lists", Duration::from_secs(10));
+    let log = daemon.stop();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "ran at a verbose level"
+    );
+    assert!(!log.contains(token), "{log}");
+}
+
+/// Issue 20: before the daemon's first flush `kidsafe stats` said "error: no statistics yet"
+/// (exit 1), and `--profile nosuch` said "nothing was blocked".
+#[test]
+fn stats_before_the_first_flush_and_for_an_unknown_profile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "127.0.0.1:53".parse().expect("addr"), "", "");
+    let stats = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("stats")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let db = dir.path().join("state").join("stats.db");
+    assert_eq!(
+        stats(&[]),
+        (
+            Some(0),
+            format!(
+                "No statistics yet: the daemon writes its first numbers to {} within 1m of starting ([stats] flush).\n",
+                db.display()
+            ),
+            String::new()
+        )
+    );
+    assert_eq!(
+        stats(&["--profile", "nosuch"]),
+        (
+            Some(2),
+            String::new(),
+            "error: no profile \"nosuch\"; the profiles are child, teen\n".to_string()
+        )
+    );
+}
+
+/// Issue 20: a damaged overrides.json was warned about every second, for as long as it stayed
+/// damaged. Now once, and again only when the file changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_overrides_file_is_warned_about_once_per_version() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), upstream.addr, "", "");
+    let mut daemon = Spawned::start(&config);
+    let path = dir.path().join("state/overrides.json");
+    std::fs::write(&path, "{ not json").expect("write");
+    daemon.wait_for("overrides not applied", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    std::fs::write(&path, "{ still not json }").expect("write");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let log = daemon.stop();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("overrides not applied"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{log}");
+    assert!(
+        warnings[0].ends_with(&format!(
+            "WARN overrides not applied, keeping the previous ones: {}: key must be a string at line 1 column 3",
+            path.display()
+        )),
+        "{}",
+        warnings[0]
+    );
+}
+
+/// Issue 20: where the configured resolvers are unreachable, every forwarded name was SERVFAIL
+/// with nothing to say why. `kidsafe check --probe` asks each upstream once and says which
+/// answer; exit code 1 when none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probe_says_which_upstreams_answer() {
+    let answering = FakeUpstream::start(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 60).await;
+    let silent = FakeUpstream::start(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 60).await;
+    silent.set_silent(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), answering.addr, "", "");
+    let rewrite = |servers: &str| {
+        let text = config_text(answering.addr, "", "")
+            .replace(&format!("servers = [\"{}\"]", answering.addr), servers)
+            .replace("timeout = \"1500ms\"", "timeout = \"500ms\"");
+        std::fs::write(&config, text).expect("write");
+    };
+    let probe = |config: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN)
+                .args(["check", "--probe", "--config"])
+                .arg(&config)
+                .output()
+                .expect("run");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        })
+        .await
+        .expect("join")
+    };
+    // The milliseconds vary; everything else is exact.
+    let section = |stdout: &str| {
+        let at = stdout.find("\nupstreams (").expect("probe section");
+        stdout[at + 1..]
+            .lines()
+            .map(|l| match l.split_once("answers (") {
+                Some((head, _)) => format!("{head}answers (N ms)"),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    rewrite(&format!(
+        "servers = [\"{}\", \"{}\"]",
+        answering.addr, silent.addr
+    ));
+    let (code, stdout, stderr) = probe(config.clone()).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        section(&stdout),
+        format!(
+            "upstreams (one question each, \". NS\", within 500ms):\n  udp://{}  answers (N ms)\n  udp://{}  no answer: no upstream answered in time\n1 of 2 upstreams answer",
+            answering.addr, silent.addr
+        )
+    );
+    assert_eq!(answering.queries(), 1);
+    assert_eq!(silent.queries(), 1);
+
+    rewrite(&format!("servers = [\"{}\"]", silent.addr));
+    let (code, stdout, stderr) = probe(config.clone()).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with("no answer: no upstream answered in time\n0 of 1 upstreams answer\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr,
+        "error: no upstream answers from this machine, so every name kidsafe forwards would get SERVFAIL: check the network, or choose other [upstream] servers\n"
+    );
+}
+
+/// Issue 20: `kidsafe categories` was promised (category.rs) but missing. It prints the
+/// vocabulary alone, and with --config the names the config's lists load per category.
+#[test]
+fn categories_lists_the_vocabulary_and_what_a_config_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "127.0.0.1:53".parse().expect("addr"), "", "");
+    std::fs::write(
+        dir.path().join("lists/local.txt"),
+        "a.example.test\nb.example.test\n",
+    )
+    .expect("write");
+    let bare = Command::new(BIN).arg("categories").output().expect("run");
+    assert_eq!(bare.status.code(), Some(0));
+    let bare = String::from_utf8_lossy(&bare.stdout).to_string();
+    assert!(
+        bare.contains("\nadult      block  pornography and sexually explicit material\n           also named: porn, pornography, sex, mixed_adult\n           blocked by presets: under-9, 9-12, 13-15, 16-17\n\n"),
+        "{bare}"
+    );
+    let (ok, text) = run(&["categories"], &config);
+    assert!(ok, "{text}");
+    for want in [
+        "blocked by presets: under-9, 9-12, 13-15, 16-17\n           loaded: 1 name\n\ndating",
+        "also named: arjel\n           blocked by presets: under-9, 9-12, 13-15, 16-17\n           loaded: 1 name\n",
+        "\nCustom categories (list files with other names):\nlocal      loaded: 2 names\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
 }

@@ -178,6 +178,32 @@ block = ["adult", "gambling"]
         now: Timestamp,
         crash_at: Option<Step>,
     ) -> Result<Outcome, UpdateError> {
+        self.update_with(now, crash_at, None).await
+    }
+
+    /// One update now, with the labels its progress reports named, in order, each once.
+    pub async fn update_reporting(&self) -> (Result<Outcome, UpdateError>, Vec<String>) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let record = Arc::clone(&seen);
+        let progress: kidsafe::feed::update::Progress = Box::new(move |label, _, _| {
+            let mut seen = record.lock().expect("lock");
+            if seen.last().map(String::as_str) != Some(label) {
+                seen.push(label.to_string());
+            }
+        });
+        let result = self
+            .update_with(Timestamp::now(), None, Some(progress))
+            .await;
+        let seen = seen.lock().expect("lock").clone();
+        (result, seen)
+    }
+
+    async fn update_with(
+        &self,
+        now: Timestamp,
+        crash_at: Option<Step>,
+        progress: Option<kidsafe::feed::update::Progress>,
+    ) -> Result<Outcome, UpdateError> {
         let config = self.config();
         let feed = config.feed.clone().expect("[feed]");
         let fetcher = self.fetcher(&config);
@@ -195,7 +221,7 @@ block = ["adult", "gambling"]
                     panic!("simulated crash at {step:?}");
                 }
             }),
-            progress: None,
+            progress,
         };
         updater.run(now).await
     }
@@ -304,7 +330,14 @@ fn kind(result: &Result<Outcome, UpdateError>) -> &'static str {
 #[tokio::test]
 async fn a_published_feed_installs_blocks_and_updates_only_what_changed() {
     let feed = Feed::new(50).await;
-    feed.install_first().await;
+    // Progress is reported per category (issue 20: it was the file's hash prefix).
+    let (outcome, labels) = feed.update_reporting().await;
+    assert!(
+        matches!(outcome, Ok(Outcome::Installed { sequence: 1, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(labels, ["adult", "gambling"]);
+    feed.assert_still_serving(1);
     assert!(feed.state().expect("state").previous.is_none());
     // A signed single-label entry blocks its whole TLD (a list of unknown origin could not).
     assert_eq!(feed.blocked("www.anything.xxx").as_deref(), Some("adult"));
@@ -321,7 +354,9 @@ async fn a_published_feed_installs_blocks_and_updates_only_what_changed() {
     // One category changes: only it is fetched (by delta), the other is kept.
     feed.publish_second();
     feed.server.reset_hits();
-    let outcome = feed.update().await.expect("update to 2");
+    let (outcome, labels) = feed.update_reporting().await;
+    assert_eq!(labels, ["gambling (delta)"]);
+    let outcome = outcome.expect("update to 2");
     let Outcome::Installed {
         sequence,
         full,
@@ -978,6 +1013,25 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
         ] {
             assert!(scrape.contains(want), "{want:?} missing from:\n{scrape}");
         }
+        // Issue 20: README's metrics table left the feed's out. Every family served is in it.
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .expect("README");
+        for line in scrape.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (family, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            let name = if kind == "counter" && !family.ends_with("_total") {
+                format!("{family}_total")
+            } else {
+                family.to_string()
+            };
+            assert!(
+                readme.contains(&format!("| `{name}` | {kind} |")),
+                "README's metrics table lacks {name} ({kind})"
+            );
+        }
         daemon.stop()
     })
     .await
@@ -985,6 +1039,26 @@ async fn the_running_daemon_installs_the_feed_at_start_and_follows_a_one_shot_up
     // Privacy: the names asked and listed never reach the log.
     for name in [FEED_ADULT, FEED_CASINO, "www.example.test"] {
         assert!(!log.contains(name), "{name} in the log:\n{log}");
+    }
+    // Issue 20: the updater process's report appeared twice, once without a timestamp. Now
+    // every line is the daemon's own, stamped, and each update is reported once.
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let stamp = line.split_whitespace().next().unwrap_or_default();
+        assert!(
+            stamp.parse::<Timestamp>().is_ok(),
+            "a line without a timestamp: {line:?} in\n{log}"
+        );
+    }
+    for sequence in [2, 4] {
+        let reports: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!("installed sequence {sequence}:")))
+            .collect();
+        assert_eq!(reports.len(), 1, "{log}");
+        assert!(
+            reports[0].contains(&format!(" INFO feed: installed sequence {sequence}: ")),
+            "{log}"
+        );
     }
 }
 
@@ -1240,6 +1314,31 @@ async fn list_sources_update_by_command_and_in_the_running_daemon() {
             .expect("spawn");
     wait_blocked(daemon.addr, "first-source.example.test").await;
     wait_blocked(daemon.addr, "daemon-source.example.test").await;
+
+    // Issue 20: a copy installed by hand applies at once; it waited for SIGUSR1.
+    std::fs::write(
+        feed.path("www/hosts"),
+        "0.0.0.0 first-source.example.test\n0.0.0.0 by-hand-source.example.test\n",
+    )
+    .expect("write");
+    assert_eq!(kidsafe_async(&args).await.status.code(), Some(0));
+    wait_blocked(daemon.addr, "by-hand-source.example.test").await;
+    // And a source added by a config edit is fetched at once; it waited for the updater's next
+    // wake-up, up to 5 minutes.
+    std::fs::write(
+        feed.path("www/more-hosts"),
+        "0.0.0.0 live-edit-source.example.test\n",
+    )
+    .expect("write");
+    std::fs::write(
+        &path,
+        format!(
+            "{text}\n[[lists.sources]]\ncategory = \"adult\"\nurl = \"{}more-hosts\"\n",
+            feed.server.url()
+        ),
+    )
+    .expect("write");
+    wait_blocked(daemon.addr, "live-edit-source.example.test").await;
     let log = tokio::task::spawn_blocking(move || daemon.stop())
         .await
         .expect("stop");

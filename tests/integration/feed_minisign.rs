@@ -193,6 +193,25 @@ fn kidsafe_keys_and_signatures_verify_in_minisign() {
     let public = PublicKey::from_file_text(&read(d, "keys/feed.pub")).unwrap();
     assert!(keygen.contains(&public.to_base64()), "{keygen}");
     assert!(keygen.contains("[feed] public_key"), "{keygen}");
+    // Issue 20: a second keygen said "error: bad key: keys/feed.key already exists".
+    let again = Command::new(BIN)
+        .current_dir(d)
+        .args(["feed", "keygen", "--out", "keys"])
+        .output()
+        .expect("run kidsafe");
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr),
+        "error: keys/feed.key already exists; keygen never replaces a key, because clients \
+         accept only the public keys in their config. To replace it on purpose, run `kidsafe \
+         feed keygen --out NEW_DIR` and rotate (docs/feed.md, \"Rotating the key\"): add the \
+         new feed.pub to the clients' [feed] public_key, wait until they have it, then publish \
+         with the new key\n"
+    );
+    assert_eq!(
+        PublicKey::from_file_text(&read(d, "keys/feed.pub")).unwrap(),
+        public
+    );
 
     write_lists(d);
     kidsafe(

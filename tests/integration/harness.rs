@@ -61,13 +61,23 @@ impl Drop for Upstream {
 impl Upstream {
     pub async fn start() -> Self {
         let catalog = catalog();
-        let udp = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream udp");
-        let addr = udp.local_addr().expect("addr");
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind upstream tcp");
+        // UDP and TCP on one port: the port a UDP socket got may be held over TCP by one of
+        // the many connections other tests open, so try a few.
+        let mut attempt = 0;
+        let (udp, tcp, addr) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind upstream udp");
+            let addr = udp.local_addr().expect("addr");
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(tcp) => break (udp, tcp, addr),
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    let _ = e;
+                }
+                Err(e) => panic!("bind upstream tcp: {e}"),
+            }
+        };
         let mut server = Server::new(catalog);
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 16);

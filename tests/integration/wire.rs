@@ -196,6 +196,37 @@ async fn the_malformed_query_table() {
             Rcode(FormErr),
         ),
         (
+            // Header-only checks (HOSTILE-INPUTS: a query carries no answer or authority
+            // records and at most one additional, the OPT): refused before any parse, so a
+            // client cannot make the server hold records it never needed.
+            "a well-formed A record in the answer section",
+            packet(&[
+                header(RD, [1, 1, 0, 0]),
+                question(WWW_L, 1, 1),
+                vec![0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1],
+            ]),
+            Check(FormErr, no_question_repeated),
+        ),
+        (
+            "a well-formed record in the authority section",
+            packet(&[
+                header(RD, [1, 0, 1, 0]),
+                question(WWW_L, 1, 1),
+                vec![0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1],
+            ]),
+            Check(FormErr, no_question_repeated),
+        ),
+        (
+            "an A record beside the OPT in the additional section",
+            packet(&[
+                header(RD, [1, 0, 0, 2]),
+                question(WWW_L, 1, 1),
+                opt(1232, 0, &[]),
+                vec![0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1],
+            ]),
+            Check(FormErr, no_question_repeated),
+        ),
+        (
             "QDCOUNT 5 with one question",
             packet(&[header(RD, [5, 0, 0, 0]), question(WWW_L, 1, 1)]),
             Rcode(FormErr),

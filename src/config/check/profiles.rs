@@ -174,10 +174,17 @@ impl Checker<'_> {
                     Some(found) => Some((found, v)),
                     None => {
                         let names: Vec<&str> = presets::PRESETS.iter().map(|p| p.name).collect();
+                        let written = v.get_ref();
+                        let close = crate::config::suggest::closest(written, names.iter().copied())
+                            .map(|close| format!(" (did you mean \"{close}\"?)"))
+                            .unwrap_or_default();
                         self.problem(
                             v,
                             format!("{key}.preset"),
-                            format!("unknown preset; use one of {}", names.join(", ")),
+                            format!(
+                                "unknown preset \"{written}\"{close}; use one of {}",
+                                names.join(", ")
+                            ),
                         );
                         None
                     }
@@ -295,30 +302,40 @@ impl Checker<'_> {
         for (i, c) in clients.iter().enumerate() {
             let key = format!("clients[{i}]");
             let profile = self.profile_ref(names, &c.profile, &format!("{key}.profile"));
-            let (mac_entries, net_entries): (Vec<&Spanned<String>>, Vec<&Spanned<String>>) = c
-                .matches
-                .iter()
-                .partition(|m| crate::config::parse_mac(m.get_ref()).is_some());
-            let macs = mac_entries
-                .iter()
-                .filter_map(|m| crate::config::parse_mac(m.get_ref()))
-                .collect();
-            let net_entries: Vec<Spanned<String>> = net_entries.into_iter().cloned().collect();
-            let networks = self.networks(&net_entries, &format!("{key}.match"));
-            for (j, net) in networks.iter().enumerate() {
-                let Some(written) = net_entries.get(j) else {
+            let mut macs = Vec::new();
+            let mut networks = Vec::new();
+            for (j, m) in c.matches.iter().enumerate() {
+                let text = m.get_ref();
+                if let Some(mac) = crate::config::parse_mac(text) {
+                    macs.push(mac);
                     continue;
+                }
+                let net = match super::parse_network(text) {
+                    Ok(net) => net,
+                    Err(_) if !text.contains('/') && text.parse::<IpNet>().is_err() => {
+                        self.problem(
+                            m,
+                            format!("{key}.match[{j}]"),
+                            format!("\"{text}\" is not an IP address, network or MAC address; write e.g. \"192.168.1.7\", \"192.168.1.0/24\" or \"aa:bb:cc:dd:ee:01\""),
+                        );
+                        continue;
+                    }
+                    Err(msg) => {
+                        self.problem(m, format!("{key}.match[{j}]"), msg);
+                        continue;
+                    }
                 };
-                if let Some((other, other_profile)) = seen.get(net) {
+                networks.push(net);
+                if let Some((other, other_profile)) = seen.get(&net) {
                     if Some(*other_profile) != profile {
                         self.problem(
-                            written,
+                            m,
                             format!("{key}.match[{j}]"),
                             format!("{net} is already matched by client \"{other}\" with another profile; a network may have one profile"),
                         );
                     }
                 } else if let Some(p) = profile {
-                    seen.insert(*net, (c.name.clone(), p));
+                    seen.insert(net, (c.name.clone(), p));
                 }
             }
             if let Some(profile) = profile {

@@ -19,7 +19,8 @@
 //!
 //! Files: [`transport`] (one exchange over UDP, TCP, TLS), [`doh`] (DNS over HTTPS, its
 //! connections kept across reloads), [`health`] (down marks, back-off, the order to ask in),
-//! [`metrics`] (counts and latency for /metrics), [`tls`] (client TLS settings).
+//! [`metrics`] (counts and latency for /metrics), [`tls`] (client TLS settings), [`probe`]
+//! (`kidsafe check --probe`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use tokio::time::Instant;
 pub mod doh;
 pub mod health;
 pub mod metrics;
+pub mod probe;
 pub mod tls;
 pub mod transport;
 

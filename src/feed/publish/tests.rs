@@ -175,7 +175,18 @@ fn keygen_writes_a_private_key_and_refuses_to_overwrite() {
     let read_pub = std::fs::read_to_string(dir.path().join(PUBLIC_KEY_FILE)).unwrap();
     assert_eq!(PublicKey::from_file_text(&read_pub).unwrap(), public);
     let err = keygen(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("not overwriting"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} already exists; keygen never replaces a key, because clients accept only the \
+             public keys in their config. To replace it on purpose, run `kidsafe feed keygen \
+             --out NEW_DIR` and rotate (docs/feed.md, \"Rotating the key\"): add the new \
+             feed.pub to the clients' [feed] public_key, wait until they have it, then publish \
+             with the new key",
+            secret_path.display()
+        )
+    );
+    assert_eq!(err.kind(), "key_exists");
     assert_eq!(
         std::fs::read_to_string(&secret_path).unwrap(),
         secret.to_file_text()
