@@ -47,11 +47,18 @@ maintainer_args=()
 [ -z "$maintainer" ] || maintainer_args=(--maintainer "$maintainer")
 
 # Generated assets (Cargo.toml's [package.metadata.deb] assets name them): the notices of every
-# crate in the binary. They are made from Cargo.lock on each build and not committed.
+# crate in the binary, made from Cargo.lock, and the manual pages, made from the CLI's
+# definition. They are made on each build and not committed.
 mkdir -p packaging/generated
 cargo_ python3 packaging/third-party-licenses.py >packaging/generated/third-party-licenses.txt.new
 mv packaging/generated/third-party-licenses.txt.new packaging/generated/third-party-licenses.txt
 gzip -9nf -k packaging/generated/third-party-licenses.txt
+# The command's manual pages, kidsafe(1) and one per subcommand, from the same clap definition
+# the binary parses with (examples/man.rs; clap_mangen is a dev-dependency, so this is a debug
+# build of the example, which CI has already built the dependencies for).
+rm -rf packaging/generated/man
+cargo_ cargo run --locked --quiet --example man -- packaging/generated/man >/dev/null
+[ -f packaging/generated/man/kidsafe.1 ] || die "examples/man.rs wrote no kidsafe.1"
 
 started=$(date +%s)
 cargo_ cargo build --release --locked

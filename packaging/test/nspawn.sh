@@ -209,7 +209,9 @@ check "no conffiles (the config belongs to the admin)" test -z "$(conffiles)"
 check "$conf created from /usr/share/kidsafe/kidsafe.toml" ct cmp -s $conf /usr/share/kidsafe/kidsafe.toml
 enabled=$(ct systemctl is-enabled kidsafe || true)/$(ct systemctl is-active kidsafe || true)
 check "service installed, neither enabled nor started ($enabled)" test "$enabled" = "disabled/inactive"
-check "kidsafe.toml(5) manual page installed" ct test -f /usr/share/man/man5/kidsafe.toml.5.gz
+check "manual pages installed: kidsafe.toml(5), kidsafe(1), kidsafe-setup(1)" \
+    ct test -f /usr/share/man/man5/kidsafe.toml.5.gz -a -f /usr/share/man/man1/kidsafe.1.gz \
+    -a -f /usr/share/man/man1/kidsafe-setup.1.gz
 
 # The admin's edits: the stand-in upstream, a list directory of their own, and statistics
 # written only at shutdown (so counts in stats.db after the stop prove the stop flush).
