@@ -40,7 +40,14 @@ pub fn for_state_dir(
     profile: Option<&str>,
 ) -> Result<String, ReportError> {
     let path = config.state_dir.join(super::store::DB_FILE);
-    let db = if path.exists() {
+    // Unreadable is not "none yet": an admin without the rights must be told, not reassured.
+    let exists = path.try_exists().map_err(|e| {
+        ReportError::Failed(format!(
+            "cannot read {} ({e}); the statistics belong to the daemon's user: try `sudo kidsafe stats`",
+            path.display()
+        ))
+    })?;
+    let db = if exists {
         Some(
             StatsDb::open(config.state_dir)
                 .map(|(db, _)| db)
@@ -256,6 +263,27 @@ All queries per day
         );
         assert!(teen.contains("adult                 12"), "{teen}");
         assert!(!teen.contains("child"), "{teen}");
+    }
+
+    /// A state directory the caller cannot read is said as such, never "no statistics yet"
+    /// (as a non-root admin was told about the daemon's 0700 directory). Root reads anything,
+    /// so the test uses a path that cannot be looked into: a file where the directory is.
+    #[test]
+    fn an_unreadable_state_directory_is_not_reported_as_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let not_a_dir = dir.path().join("state");
+        std::fs::write(&not_a_dir, "a file").expect("write");
+        let config = ReportConfig {
+            state_dir: &not_a_dir,
+            profiles: vec!["teen"],
+            enabled: true,
+            flush: Duration::from_secs(60),
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_950_000);
+        match for_state_dir(&config, now, 7, None) {
+            Err(ReportError::Failed(m)) => assert!(m.contains("cannot read"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Issue 20: the first minute said "error: no statistics yet" (exit 1), and an unknown
