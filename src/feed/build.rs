@@ -307,8 +307,8 @@ pub fn build_lists(sources: &Path) -> Result<Built, BuildError> {
 /// into `opts.out_dir` with `key`.
 pub fn build(key: &SecretKey, opts: &BuildOptions) -> Result<BuildSummary, BuildError> {
     let built = build_lists(&opts.sources)?;
-    let staging = tempfile::tempdir()
-        .map_err(|e| FeedError::io("cannot create a staging directory", e))?;
+    let staging =
+        tempfile::tempdir().map_err(|e| FeedError::io("cannot create a staging directory", e))?;
     write_lists(&built, staging.path())?;
     let published = publish::publish(
         key,
