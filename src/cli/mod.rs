@@ -232,6 +232,31 @@ enum FeedCommand {
     Keygen(FeedKeygenArgs),
     /// Publish the lists of a directory as a signed feed, ready to copy to a web server.
     Publish(FeedPublishArgs),
+    /// Build a feed from a sources file (lists per category, corrections, helpline guard) and
+    /// publish it signed, as `publish` does; docs/feed-operator.md.
+    Build(FeedBuildArgs),
+}
+
+#[derive(clap::Args)]
+struct FeedBuildArgs {
+    /// The sources file (TOML): [[list]] category and files, [never_block], [[remove]], [[add]].
+    #[arg(long)]
+    sources: PathBuf,
+    /// The secret key file (from `kidsafe feed keygen` or `minisign -G -W`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The feed directory: reads the previous manifest.json, writes the new one and by-hash/.
+    #[arg(long)]
+    out: PathBuf,
+    /// The feed id (default: the sources file's feed_id, then the previous manifest's).
+    #[arg(long)]
+    feed_id: Option<String>,
+    /// How long clients accept this manifest, e.g. "7d"; re-publish before it runs out.
+    #[arg(long, default_value = "7d")]
+    expires: String,
+    /// The shortest poll interval clients should use, e.g. "1h".
+    #[arg(long, default_value = "1h")]
+    min_poll: String,
 }
 
 #[derive(clap::Args)]
@@ -459,6 +484,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             done(publish::keygen_report(&args.out).map_err(CliError::failed)?)
         }
         Command::Feed(FeedCommand::Publish(args)) => feed_publish(&args),
+        Command::Feed(FeedCommand::Build(args)) => feed_build(&args),
     }
 }
 
@@ -521,19 +547,46 @@ fn add_override(
     Ok(ExitCode::SUCCESS)
 }
 
-fn feed_publish(args: &FeedPublishArgs) -> Result<ExitCode, CliError> {
-    let duration = |flag: &str, text: &str| match humantime::parse_duration(text) {
+/// `--expires` / `--min-poll`: a duration of at least a second.
+fn parse_duration(flag: &str, text: &str) -> Result<std::time::Duration, CliError> {
+    match humantime::parse_duration(text) {
         Ok(d) if d.as_secs() >= 1 => Ok(d),
         _ => Err(CliError::usage(format!(
             "--{flag} {text:?}: write a duration, e.g. \"7d\" or \"1h\""
         ))),
+    }
+}
+
+/// The secret key file, as `feed publish` and `feed build` read it.
+fn read_secret_key(path: &Path) -> Result<SecretKey, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+    SecretKey::from_file_text(&text)
+        .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))
+}
+
+fn feed_build(args: &FeedBuildArgs) -> Result<ExitCode, CliError> {
+    let opts = crate::feed::build::BuildOptions {
+        sources: args.sources.clone(),
+        out_dir: args.out.clone(),
+        feed_id: args.feed_id.clone(),
+        expires_in: parse_duration("expires", &args.expires)?,
+        min_poll: parse_duration("min-poll", &args.min_poll)?,
+        now: jiff::Timestamp::now(),
     };
-    let expires_in = duration("expires", &args.expires)?;
-    let min_poll = duration("min-poll", &args.min_poll)?;
-    let text = std::fs::read_to_string(&args.key)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", args.key.display())))?;
-    let key = SecretKey::from_file_text(&text)
-        .map_err(|e| CliError::usage(format!("{}: {e}", args.key.display())))?;
+    let key = read_secret_key(&args.key)?;
+    let summary = crate::feed::build::build(&key, &opts).map_err(|e| match e {
+        crate::feed::build::BuildError::Sources { .. } => CliError::usage(e),
+        _ => CliError::failed(e),
+    })?;
+    out!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn feed_publish(args: &FeedPublishArgs) -> Result<ExitCode, CliError> {
+    let expires_in = parse_duration("expires", &args.expires)?;
+    let min_poll = parse_duration("min-poll", &args.min_poll)?;
+    let key = read_secret_key(&args.key)?;
     let opts = publish::PublishOptions {
         lists_dir: args.lists.clone(),
         out_dir: args.out.clone(),

@@ -14,6 +14,7 @@
 //! ([`manifest::parse_verified`]); a list file is accepted whole or not at all
 //! ([`canonical::check_list`]); every hash names the decoded, canonical bytes.
 
+pub mod build;
 pub mod canonical;
 mod error;
 pub mod fetch;

@@ -1464,3 +1464,183 @@ async fn list_sources_update_by_command_and_in_the_running_daemon() {
         "a name in the log:\n{log}"
     );
 }
+
+/// The reference feed: `kidsafe feed build` of blocklists/feed-sources.toml (what the package
+/// ships) with a fresh key, served on loopback, installed by the running daemon, which then
+/// blocks a name of every block category the feed carries while the helplines resolve.
+#[tokio::test]
+async fn the_reference_feed_builds_from_the_shipped_lists_installs_and_blocks_every_category() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = repo.join("blocklists/feed-sources.toml");
+    // feed-sources.toml names every shipped list file under its category (SOURCES.toml).
+    let shipped: toml::Table = std::fs::read_to_string(repo.join("blocklists/SOURCES.toml"))
+        .expect("SOURCES.toml")
+        .parse()
+        .expect("toml");
+    let reference: toml::Table = std::fs::read_to_string(&sources)
+        .expect("feed-sources.toml")
+        .parse()
+        .expect("toml");
+    let pairs = |table: &toml::Table, files: &str| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = table["list"]
+            .as_array()
+            .expect("[[list]]")
+            .iter()
+            .flat_map(|l| {
+                let category = l["category"].as_str().expect("category").to_string();
+                let names: Vec<String> = match &l[files] {
+                    toml::Value::Array(a) => a
+                        .iter()
+                        .map(|f| f.as_str().expect("file").to_string())
+                        .collect(),
+                    v => vec![v.as_str().expect("file").to_string()],
+                };
+                names.into_iter().map(move |f| (category.clone(), f))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let shipped_lists = pairs(&shipped, "file");
+    assert_eq!(pairs(&reference, "files"), shipped_lists);
+    let block: Vec<(String, String)> = shipped["list"]
+        .as_array()
+        .expect("[[list]]")
+        .iter()
+        .filter(|l| l["kind"].as_str() == Some("block"))
+        .map(|l| {
+            let category = l["category"].as_str().expect("category").to_string();
+            let file = l["file"].as_str().expect("file");
+            let text =
+                std::fs::read_to_string(repo.join("blocklists").join(file)).expect("list file");
+            let name = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#') && l.contains('.'))
+                .expect("a name")
+                .to_string();
+            (category, name)
+        })
+        .collect();
+    assert!(block.len() >= 14, "{block:?}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (keys, www) = (dir.path().join("keys"), dir.path().join("www"));
+    std::fs::create_dir_all(&www).expect("mkdir");
+    kidsafe_async(&["feed", "keygen", "--out", path_str(&keys)]).await;
+    let build = |out: PathBuf| {
+        let (sources, keys) = (sources.clone(), keys.clone());
+        async move {
+            let built = kidsafe_async(&[
+                "feed",
+                "build",
+                "--sources",
+                path_str(&sources),
+                "--key",
+                path_str(&keys.join("feed.key")),
+                "--out",
+                path_str(&out),
+            ])
+            .await;
+            let stdout = String::from_utf8_lossy(&built.stdout).to_string();
+            assert!(
+                built.status.success(),
+                "{stdout}{}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+            stdout
+        }
+    };
+    let stdout = build(www.clone()).await;
+    assert!(
+        stdout.contains("published feed al.kidsafe.reference sequence 1"),
+        "{stdout}"
+    );
+    for (category, _) in &block {
+        assert!(
+            stdout.contains(&format!("  {category} ")),
+            "{category}: {stdout}"
+        );
+    }
+    // Reproducible: a second build of the same inputs publishes the same list files.
+    let again = dir.path().join("again");
+    build(again.clone()).await;
+    let files = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(root.join("by-hash/sha256"))
+            .expect("by-hash")
+            .map(|e| {
+                let p = e.expect("entry").path();
+                (
+                    p.file_name().expect("name").to_string_lossy().to_string(),
+                    std::fs::read(&p).expect("read"),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(files(&www), files(&again), "two builds differ");
+
+    let server = FeedServer::start(www).await;
+    let upstream = crate::harness::Upstream::start().await;
+    let key = std::fs::read_to_string(keys.join("feed.pub")).expect("feed.pub");
+    let categories: Vec<String> = block.iter().map(|(c, _)| format!("{c:?}")).collect();
+    let config = format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+allow_clients = ["127.0.0.0/8"]
+state_dir = "{state}"
+threads = 1
+
+[upstream]
+servers = ["{upstream}"]
+timeout = "1s"
+
+[feed]
+url = "{url}"
+public_key = "{key}"
+timeout = "10s"
+
+[defaults]
+profile = "kids"
+
+[profiles.kids]
+block = [{categories}]
+"#,
+        state = path_str(&dir.path().join("state")),
+        upstream = upstream.addr,
+        url = server.url(),
+        key = key.lines().nth(1).expect("key line").trim(),
+        categories = categories.join(", "),
+    );
+    let path = dir.path().join("kidsafe.toml");
+    std::fs::write(&path, config).expect("write");
+    let daemon = tokio::task::spawn_blocking(move || crate::harness::Spawned::start(&path))
+        .await
+        .expect("spawn");
+    let addr = daemon.addr;
+    wait_blocked(addr, &block[0].1).await;
+    for (category, name) in &block {
+        let answer = crate::harness::ask(addr, name, hickory_proto::rr::RecordType::A).await;
+        assert!(
+            crate::harness::is_kidsafe_block(&answer),
+            "{category}: {name} not blocked: {answer:?}"
+        );
+    }
+    // The helplines are forwarded: the test upstream serves only example.test, so it answers
+    // them as it answers any other forwarded name outside its zone (REFUSED), not a block.
+    let outside = crate::harness::ask(addr, "unlisted.al.", hickory_proto::rr::RecordType::A)
+        .await
+        .metadata
+        .response_code;
+    for helpline in ["alo116.al.", "www.isigurt.al."] {
+        let answer = crate::harness::ask(addr, helpline, hickory_proto::rr::RecordType::A).await;
+        assert!(
+            !crate::harness::is_kidsafe_block(&answer) && answer.metadata.response_code == outside,
+            "{helpline}: {answer:?}"
+        );
+    }
+    tokio::task::spawn_blocking(move || daemon.stop())
+        .await
+        .expect("stop");
+}
