@@ -491,7 +491,7 @@ impl Policy {
 fn unknown_category_message(name: &str, categories: &Categories) -> String {
     let close = categories
         .names()
-        .filter(|known| edit_distance(known, name) <= 2)
+        .filter(|known| crate::config::suggest::edit_distance(known, name) <= 2)
         .map(|known| format!(" (did you mean \"{known}\"?)"))
         .next()
         .unwrap_or_default();
@@ -500,22 +500,6 @@ fn unknown_category_message(name: &str, categories: &Categories) -> String {
         "unknown category \"{name}\"{close}; known categories are {} plus any <name>.txt in the list directories",
         vocabulary.join(", ")
     )
-}
-
-/// Levenshtein distance, for "did you mean" hints on short names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

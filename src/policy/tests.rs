@@ -392,7 +392,10 @@ fn walled_gardens_guards_and_safe_search() {
 
 #[test]
 fn edit_distance_counts_edits() {
-    assert_eq!(edit_distance("gambling", "gamblng"), 1);
-    assert_eq!(edit_distance("adult", "adult"), 0);
-    assert_eq!(edit_distance("", "abc"), 3);
+    assert_eq!(
+        crate::config::suggest::edit_distance("gambling", "gamblng"),
+        1
+    );
+    assert_eq!(crate::config::suggest::edit_distance("adult", "adult"), 0);
+    assert_eq!(crate::config::suggest::edit_distance("", "abc"), 3);
 }
