@@ -237,26 +237,34 @@ enum FeedCommand {
     Build(FeedBuildArgs),
 }
 
+/// What `feed build` and `feed publish` both take: the signing key, the feed directory, and
+/// the manifest's lifetimes.
 #[derive(clap::Args)]
-struct FeedBuildArgs {
-    /// The sources file (TOML): [[list]] category and files, [never_block], [[remove]], [[add]].
-    #[arg(long)]
-    sources: PathBuf,
+struct SigningArgs {
     /// The secret key file (from `kidsafe feed keygen` or `minisign -G -W`).
     #[arg(long)]
     key: PathBuf,
     /// The feed directory: reads the previous manifest.json, writes the new one and by-hash/.
     #[arg(long)]
     out: PathBuf,
-    /// The feed id (default: the sources file's feed_id, then the previous manifest's).
-    #[arg(long)]
-    feed_id: Option<String>,
     /// How long clients accept this manifest, e.g. "7d"; re-publish before it runs out.
     #[arg(long, default_value = "7d")]
     expires: String,
     /// The shortest poll interval clients should use, e.g. "1h".
     #[arg(long, default_value = "1h")]
     min_poll: String,
+}
+
+#[derive(clap::Args)]
+struct FeedBuildArgs {
+    #[command(flatten)]
+    signing: SigningArgs,
+    /// The sources file (TOML): [[list]] category and files, [never_block], [[remove]], [[add]].
+    #[arg(long)]
+    sources: PathBuf,
+    /// The feed id (default: the sources file's feed_id, then the previous manifest's).
+    #[arg(long)]
+    feed_id: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -268,24 +276,14 @@ struct FeedKeygenArgs {
 
 #[derive(clap::Args)]
 struct FeedPublishArgs {
-    /// The secret key file (from `kidsafe feed keygen` or `minisign -G -W`).
-    #[arg(long)]
-    key: PathBuf,
+    #[command(flatten)]
+    signing: SigningArgs,
     /// The directory of lists: <category>.txt (hosts, plain or ||name^ lines), and allow.txt.
     #[arg(long)]
     lists: PathBuf,
-    /// The feed directory: reads the previous manifest.json, writes the new one and by-hash/.
-    #[arg(long)]
-    out: PathBuf,
     /// The feed id, e.g. "xx.gov.parental" (required on the first publication).
     #[arg(long)]
     feed_id: Option<String>,
-    /// How long clients accept this manifest, e.g. "7d"; re-publish before it runs out.
-    #[arg(long, default_value = "7d")]
-    expires: String,
-    /// The shortest poll interval clients should use, e.g. "1h".
-    #[arg(long, default_value = "1h")]
-    min_poll: String,
     /// Transfer encoding of the list files (default: gzip above 64 KiB, identity below).
     #[arg(long, value_enum)]
     encoding: Option<FeedEncoding>,
@@ -568,13 +566,13 @@ fn read_secret_key(path: &Path) -> Result<SecretKey, CliError> {
 fn feed_build(args: &FeedBuildArgs) -> Result<ExitCode, CliError> {
     let opts = crate::feed::build::BuildOptions {
         sources: args.sources.clone(),
-        out_dir: args.out.clone(),
+        out_dir: args.signing.out.clone(),
         feed_id: args.feed_id.clone(),
-        expires_in: parse_duration("expires", &args.expires)?,
-        min_poll: parse_duration("min-poll", &args.min_poll)?,
+        expires_in: parse_duration("expires", &args.signing.expires)?,
+        min_poll: parse_duration("min-poll", &args.signing.min_poll)?,
         now: jiff::Timestamp::now(),
     };
-    let key = read_secret_key(&args.key)?;
+    let key = read_secret_key(&args.signing.key)?;
     let summary = crate::feed::build::build(&key, &opts).map_err(|e| match e {
         crate::feed::build::BuildError::Sources { .. } => CliError::usage(e),
         _ => CliError::failed(e),
@@ -584,12 +582,12 @@ fn feed_build(args: &FeedBuildArgs) -> Result<ExitCode, CliError> {
 }
 
 fn feed_publish(args: &FeedPublishArgs) -> Result<ExitCode, CliError> {
-    let expires_in = parse_duration("expires", &args.expires)?;
-    let min_poll = parse_duration("min-poll", &args.min_poll)?;
-    let key = read_secret_key(&args.key)?;
+    let expires_in = parse_duration("expires", &args.signing.expires)?;
+    let min_poll = parse_duration("min-poll", &args.signing.min_poll)?;
+    let key = read_secret_key(&args.signing.key)?;
     let opts = publish::PublishOptions {
         lists_dir: args.lists.clone(),
-        out_dir: args.out.clone(),
+        out_dir: args.signing.out.clone(),
         feed_id: args.feed_id.clone(),
         expires_in,
         min_poll,
